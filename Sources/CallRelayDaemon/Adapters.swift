@@ -1,0 +1,62 @@
+import CallRelayDelivery
+import CallRelayIngest
+import CallRelayMQTT
+import CallRelayNormalize
+import CallRelayOutbox
+
+/// The HTTP edge's view of the outbox.
+struct OutboxWebhookStore: WebhookStore {
+    let outbox: SQLiteOutbox
+    let topicPrefix: String
+
+    func store(
+        _ event: NormalizedEvent, receivedAtMilliseconds: Int64, completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void
+    ) {
+        let row = OutboxEvent(
+            id: event.id, kind: event.kind.rawValue, event: event.event, appID: event.appID, callID: event.callID,
+            topic: event.topic(prefix: topicPrefix), payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
+        outbox.append(row) { result in
+            switch result {
+            case .success(.stored(let id)): completion(.success(.stored(id: id)))
+            case .success(.duplicate(let id)): completion(.success(.duplicate(id: id)))
+            case .failure(.full(let detail)):
+                completion(.failure(StoreFailure(reason: "outbox full (storage.max_bytes or disk): \(detail)", retryAfterSeconds: 60)))
+            case .failure(.closed):
+                completion(.failure(StoreFailure(reason: "callrelay is shutting down", retryAfterSeconds: 5)))
+            case .failure(.storage(let detail)):
+                completion(.failure(StoreFailure(reason: "storage failure: \(detail)", retryAfterSeconds: 10)))
+            }
+        }
+    }
+
+    var isWritable: Bool { outbox.isWritable }
+}
+
+/// The delivery pump's view of the outbox.
+struct OutboxDeliveryStore: DeliveryStore {
+    let outbox: SQLiteOutbox
+
+    func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void) {
+        outbox.fetchPending(after: after, limit: limit) { result in
+            completion(
+                result.map { rows in rows.map { DeliveryItem(seq: $0.seq, topic: $0.topic, payload: $0.payload) } }
+                    .mapError { $0 as any Error })
+        }
+    }
+
+    func markDelivered(_ seq: Int64) { outbox.markDelivered(seq) }
+}
+
+/// The delivery pump's view of the MQTT client.
+struct MosquittoTransport: DeliveryTransport {
+    let client: MosquittoClient
+
+    func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
+        guard client.isConnected else { return .notConnected }
+        switch client.publish(topic: topic, payload: payload, qos: qos) {
+        case .success(let mid): return .queued(mid: mid)
+        case .failure(let error) where error.isNotConnected: return .notConnected
+        case .failure(let error): return .failed(error.description)
+        }
+    }
+}

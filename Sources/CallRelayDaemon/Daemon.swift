@@ -1,0 +1,196 @@
+import CallRelayConfig
+import CallRelayDelivery
+import CallRelayIngest
+import CallRelayMQTT
+import CallRelayOutbox
+import Dispatch
+import Logging
+import Synchronization
+
+/// The running agent: outbox, MQTT client, delivery pump and HTTP intake, wired together.
+///
+/// Start order is dependency order (outbox → MQTT → pump → HTTP); `shutdown` runs in reverse:
+/// intake stops first, in-flight publishes get their acknowledgement (up to a timeout), the outbox
+/// commits its last marks and closes, `offline` is published, the client disconnects.
+package final class Daemon: Sendable {
+    package let configuration: RelayConfiguration
+    package let outbox: SQLiteOutbox
+    package let client: MosquittoClient
+    package let pump: DeliveryPump
+    package let ingest: IngestServer
+    package let ingestMetrics: IngestMetrics
+    private let presence: Presence
+    private let logger: Logger
+
+    /// The port the HTTP server bound (differs from the configuration when it says 0).
+    package var httpPort: Int { ingest.localPort }
+
+    package static func start(configuration: RelayConfiguration, logger: Logger) async throws -> Daemon {
+        let c = configuration
+        let outbox = try SQLiteOutbox(
+            path: c.storage.path, synchronous: c.storage.synchronous == .normal ? .normal : .full, maxBytes: c.storage.maxBytes,
+            retentionHours: c.storage.retentionHours, logger: logger.with(label: "outbox"))
+        let stats = try? outbox.stats()
+        logger.info(
+            "outbox open",
+            metadata: ["path": "\(c.storage.path)", "pending": "\(stats?.pending ?? 0)", "synchronous": "\(c.storage.synchronous)"])
+
+        let presence = Presence(topic: "\(c.mqtt.topicPrefix)/agents/\(c.mqtt.clientID)/status")
+        var options = MQTTConnectionOptions(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqtt.clientID)
+        options.username = c.mqtt.username.isEmpty ? nil : c.mqtt.username
+        options.password = c.mqtt.password.isEmpty ? nil : c.mqtt.password
+        options.keepaliveSeconds = c.mqtt.keepaliveSeconds
+        options.caFile = c.mqtt.caFile
+        options.certFile = c.mqtt.certFile
+        options.keyFile = c.mqtt.keyFile
+        options.tlsInsecure = c.mqtt.tlsInsecure
+        options.maxInflight = c.mqtt.maxInflight
+        options.backoff = ReconnectBackoff(
+            minimumMilliseconds: c.mqtt.reconnectMinMilliseconds, maximumMilliseconds: c.mqtt.reconnectMaxMilliseconds)
+        options.will = .init(topic: presence.topic, payload: Array("offline".utf8), qos: 1, retain: true)
+
+        let pumpBox = PumpBox()
+        let client = try MosquittoClient(options: options, logger: logger.with(label: "mqtt")) { event in
+            switch event {
+            case .connected:
+                presence.announce(online: true)
+                pumpBox.pump?.connected()
+            case .disconnected:
+                pumpBox.pump?.disconnected()
+            case .published(let mid):
+                if !presence.acknowledged(mid: mid) { pumpBox.pump?.acknowledged(mid: mid) }
+            case .message:
+                break
+            }
+        }
+        presence.client = client
+        let pump = DeliveryPump(
+            store: OutboxDeliveryStore(outbox: outbox), transport: MosquittoTransport(client: client), qos: Int32(c.mqtt.qos),
+            window: c.mqtt.maxInflight, logger: logger.with(label: "delivery"))
+        pumpBox.pump = pump
+        outbox.setCommittedListener { pump.eventsCommitted() }
+        client.start()
+
+        let metrics = IngestMetrics()
+        let metricsText = MetricsText(ingest: metrics, pump: pump, client: client)
+        let ingest: IngestServer
+        do {
+            ingest = try await IngestServer.start(
+                configuration: IngestConfiguration(
+                    host: c.http.listenHost, port: c.http.listenPort, token: c.http.token, maxBodyBytes: c.http.maxBodyBytes),
+                store: OutboxWebhookStore(outbox: outbox, topicPrefix: c.mqtt.topicPrefix), metrics: metrics,
+                metricsText: { metricsText.render() }, logger: logger.with(label: "http"))
+        } catch {
+            client.stop()
+            outbox.close()
+            throw error
+        }
+        return Daemon(
+            configuration: c, outbox: outbox, client: client, pump: pump, ingest: ingest, ingestMetrics: metrics, presence: presence,
+            logger: logger)
+    }
+
+    private init(
+        configuration: RelayConfiguration, outbox: SQLiteOutbox, client: MosquittoClient, pump: DeliveryPump, ingest: IngestServer,
+        ingestMetrics: IngestMetrics, presence: Presence, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.outbox = outbox
+        self.client = client
+        self.pump = pump
+        self.ingest = ingest
+        self.ingestMetrics = ingestMetrics
+        self.presence = presence
+        self.logger = logger
+    }
+
+    /// Graceful stop, in reverse start order. Nothing answered 200 is lost: whatever is not
+    /// acknowledged by the broker within `drainTimeoutMilliseconds` stays in the outbox.
+    package func shutdown(drainTimeoutMilliseconds: Int = 10_000) async {
+        logger.info("shutting down")
+        await ingest.shutdown()
+        let pump = self.pump
+        let left = await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
+            DispatchQueue.global().async { done.resume(returning: pump.drain(timeoutMilliseconds: drainTimeoutMilliseconds)) }
+        }
+        if left > 0 {
+            logger.warning("stopping with unacknowledged publishes; they stay in the outbox and are sent at next start", metadata: ["count": "\(left)"])
+        }
+        outbox.close()
+        let presence = self.presence
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                presence.announceOfflineAndWait(timeoutMilliseconds: 2000)
+                done.resume()
+            }
+        }
+        client.stop()
+        logger.info("stopped", metadata: ["published": "\(pump.publishedCount.load(ordering: .relaxed))", "acknowledged": "\(pump.acknowledgedCount.load(ordering: .relaxed))"])
+    }
+}
+
+/// Lets the MQTT event closure reach the pump, which is created after the client.
+private final class PumpBox: Sendable {
+    private let value = Mutex<DeliveryPump?>(nil)
+    var pump: DeliveryPump? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
+}
+
+/// The retained `{prefix}/agents/{client_id}/status` topic: `online` on every connect, `offline`
+/// as the last will and on clean shutdown.
+private final class Presence: Sendable {
+    let topic: String
+    private struct State {
+        var client: MosquittoClient?
+        var pendingMids: Set<Int32> = []
+        var offlineMid: Int32?
+        var offlineAcked: (@Sendable () -> Void)?
+    }
+    private let state = Mutex(State())
+
+    init(topic: String) { self.topic = topic }
+
+    var client: MosquittoClient? {
+        get { state.withLock { $0.client } }
+        set { state.withLock { $0.client = newValue } }
+    }
+
+    func announce(online: Bool) {
+        guard let client else { return }
+        if case .success(let mid) = client.publish(topic: topic, payload: Array((online ? "online" : "offline").utf8), qos: 1, retain: true) {
+            state.withLock { s in
+                s.pendingMids.insert(mid)
+                if !online { s.offlineMid = mid }
+            }
+        }
+    }
+
+    /// True when `mid` was a presence message (so the pump ignores it).
+    func acknowledged(mid: Int32) -> Bool {
+        let (mine, callback) = state.withLock { s -> (Bool, (@Sendable () -> Void)?) in
+            guard s.pendingMids.remove(mid) != nil else { return (false, nil) }
+            return (true, s.offlineMid == mid ? s.offlineAcked : nil)
+        }
+        callback?()
+        return mine
+    }
+
+    func announceOfflineAndWait(timeoutMilliseconds: Int) {
+        guard let client, client.isConnected else { return }
+        let done = DispatchSemaphore(value: 0)
+        state.withLock { $0.offlineAcked = { done.signal() } }
+        announce(online: false)
+        _ = done.wait(timeout: .now() + .milliseconds(timeoutMilliseconds))
+    }
+}
+
+extension Logger {
+    func with(label suffix: String) -> Logger {
+        var copy = Logger(label: "\(label).\(suffix)")
+        copy.logLevel = logLevel
+        for (key, value) in handler.metadata { copy[metadataKey: key] = value }
+        return copy
+    }
+}

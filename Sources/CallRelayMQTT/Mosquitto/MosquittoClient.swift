@@ -1,0 +1,311 @@
+import CMosquitto
+import Glibc
+import Logging
+import Synchronization
+
+/// Everything the client needs to reach the broker.
+package struct MQTTConnectionOptions: Sendable {
+    package struct Will: Sendable {
+        package var topic: String
+        package var payload: [UInt8]
+        package var qos: Int32
+        package var retain: Bool
+        package init(topic: String, payload: [UInt8], qos: Int32, retain: Bool) {
+            self.topic = topic
+            self.payload = payload
+            self.qos = qos
+            self.retain = retain
+        }
+    }
+
+    package var host: String
+    package var port: Int
+    package var clientID: String
+    package var username: String?
+    package var password: String?
+    package var keepaliveSeconds: Int = 30
+    package var caFile: String?
+    package var certFile: String?
+    package var keyFile: String?
+    package var tlsInsecure = false
+    /// The agent publishes only and re-sends from its own outbox, so a clean session is right for it;
+    /// test subscribers use a persistent session to survive broker restarts.
+    package var cleanSession = true
+    package var will: Will?
+    /// Messages libmosquitto keeps in flight (MQTT receive maximum on our side).
+    package var maxInflight = 100
+    package var backoff = ReconnectBackoff(minimumMilliseconds: 500, maximumMilliseconds: 30_000)
+
+    package init(host: String, port: Int, clientID: String) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+    }
+}
+
+/// What the client reports, on its network thread.
+package enum MQTTClientEvent: Sendable {
+    /// CONNACK accepted.
+    case connected
+    /// The connection is gone (or a connect attempt failed); `reason` is for the log.
+    case disconnected(reason: String)
+    /// The broker acknowledged message `mid` (PUBACK/PUBCOMP; QoS 0: written to the socket).
+    case published(mid: Int32)
+    /// A message arrived on a subscription.
+    case message(topic: String, payload: [UInt8])
+}
+
+/// The one Swift type around a libmosquitto client handle. Every `mosquitto_*` call of callrelay is
+/// in this folder.
+///
+/// Threading: the client runs its own network thread (`start()`), which connects, runs
+/// `mosquitto_loop`, and reconnects with capped exponential backoff and jitter. All callbacks and
+/// `onEvent` calls happen on that thread. `publish`/`subscribe` may be called from any thread
+/// (`mosquitto_threaded_set(true)`: libmosquitto then queues the packet and wakes the loop).
+/// libmosquitto keeps unacknowledged QoS>0 messages across reconnects and re-sends them with DUP.
+///
+/// The C callbacks are free functions that find this object through the userdata pointer
+/// (unretained): `stop()` joins the network thread, so the object must be kept alive until then.
+package final class MosquittoClient: Sendable {
+    private struct Handle: @unchecked Sendable { let raw: OpaquePointer }
+    private struct State {
+        var running = false
+        var connected = false
+        var thread: pthread_t?
+        var subscriptions: [(String, Int32)] = []
+    }
+
+    private static let libraryInit: Bool = {
+        mosquitto_lib_init()
+        return true
+    }()
+
+    package let options: MQTTConnectionOptions
+    private let handle: Handle
+    private let state = Mutex(State())
+    private let onEvent: @Sendable (MQTTClientEvent) -> Void
+    private let logger: Logger
+    package let reconnects = Atomic<Int>(0)
+
+    package init(
+        options: MQTTConnectionOptions, logger: Logger = Logger(label: "callrelay.mqtt"),
+        onEvent: @escaping @Sendable (MQTTClientEvent) -> Void
+    ) throws(MosquittoError) {
+        _ = Self.libraryInit
+        guard let raw = mosquitto_new(options.clientID, options.cleanSession, nil) else {
+            throw MosquittoError(code: Int32(MOSQ_ERR_NOMEM.rawValue))
+        }
+        self.options = options
+        self.handle = Handle(raw: raw)
+        self.onEvent = onEvent
+        self.logger = logger
+        mosquitto_user_data_set(raw, Unmanaged.passUnretained(self).toOpaque())
+        mosquitto_connect_callback_set(raw, onConnectC)
+        mosquitto_disconnect_callback_set(raw, onDisconnectC)
+        mosquitto_publish_callback_set(raw, onPublishC)
+        mosquitto_message_callback_set(raw, onMessageC)
+        mosquitto_threaded_set(raw, true)
+        mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
+        mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1)
+        mosquitto_max_inflight_messages_set(raw, UInt32(max(1, options.maxInflight)))
+        do throws(MosquittoError) {
+            if let username = options.username, !username.isEmpty {
+                try check(mosquitto_username_pw_set(raw, username, options.password))
+            }
+            if let will = options.will {
+                try check(will.payload.withUnsafeBytes { buf in
+                    mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+                })
+            }
+            if options.caFile != nil || options.certFile != nil {
+                try check(mosquitto_tls_set(raw, options.caFile, nil, options.certFile, options.keyFile, nil))
+                try check(mosquitto_tls_insecure_set(raw, options.tlsInsecure))
+            }
+        } catch {
+            mosquitto_destroy(raw)
+            throw error
+        }
+    }
+
+    deinit { mosquitto_destroy(handle.raw) }
+
+    package var isConnected: Bool { state.withLock { $0.connected } }
+
+    // MARK: Network thread
+
+    /// Starts the network thread; it connects and keeps reconnecting until `stop()`.
+    package func start() {
+        let alreadyRunning = state.withLock { s in
+            if s.running { return true }
+            s.running = true
+            return false
+        }
+        if alreadyRunning { return }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { context in
+            let client = Unmanaged<MosquittoClient>.fromOpaque(context!).takeRetainedValue()
+            client.runLoop()
+            return nil
+        }, context)
+        state.withLock { $0.thread = thread }
+    }
+
+    private var isRunning: Bool { state.withLock { $0.running } }
+
+    private func runLoop() {
+        let raw = handle.raw
+        var attempt = 0
+        var everConnected = false
+        var needConnect = true
+        var lastFailure = ""
+        while isRunning {
+            if needConnect {
+                let rc = everConnected
+                    ? mosquitto_reconnect(raw)
+                    : mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
+                if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
+                    let reason = rc == Int32(MOSQ_ERR_ERRNO.rawValue)
+                        ? String(cString: strerror(errno)) : MosquittoError(code: rc).description
+                    if reason != lastFailure {
+                        logger.warning(
+                            "broker unreachable, retrying with backoff",
+                            metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
+                        lastFailure = reason
+                    }
+                    onEvent(.disconnected(reason: reason))
+                    sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
+                    attempt += 1
+                    continue
+                }
+                everConnected = true
+                needConnect = false
+            }
+            let rc = mosquitto_loop(raw, 100, 1)
+            if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
+                guard isRunning else { break }
+                if state.withLock({ $0.connected }) {
+                    attempt = 0
+                }
+                state.withLock { $0.connected = false }
+                needConnect = true
+                reconnects.add(1, ordering: .relaxed)
+                sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
+                attempt += 1
+            } else if state.withLock({ $0.connected }) {
+                attempt = 0
+                lastFailure = ""
+            }
+        }
+    }
+
+    private func sleepInterruptibly(milliseconds: Int) {
+        var left = milliseconds
+        while left > 0 && isRunning {
+            let step = min(left, 50)
+            usleep(UInt32(step) * 1000)
+            left -= step
+        }
+    }
+
+    /// Disconnects cleanly (no last will is sent) and joins the network thread.
+    package func stop() {
+        let thread: pthread_t? = state.withLock { s in
+            guard s.running else { return nil }
+            s.running = false
+            return s.thread
+        }
+        guard let thread else { return }
+        mosquitto_disconnect(handle.raw)
+        pthread_join(thread, nil)
+        state.withLock { $0.connected = false }
+    }
+
+    // MARK: Operations (any thread)
+
+    /// Queues a message. Returns its message id; the `.published(mid:)` event reports the broker's
+    /// acknowledgement. The payload is copied by libmosquitto before this returns.
+    package func publish(topic: String, payload: [UInt8], qos: Int32, retain: Bool = false) -> Result<Int32, MosquittoError> {
+        var mid: Int32 = 0
+        let rc = payload.withUnsafeBytes { buf in
+            mosquitto_publish(handle.raw, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+        }
+        return rc == Int32(MOSQ_ERR_SUCCESS.rawValue) ? .success(mid) : .failure(MosquittoError(code: rc))
+    }
+
+    /// Subscribes now (if connected) and again after every reconnect.
+    package func subscribe(topic: String, qos: Int32) {
+        let connected = state.withLock { s in
+            s.subscriptions.append((topic, qos))
+            return s.connected
+        }
+        if connected { mosquitto_subscribe(handle.raw, nil, topic, qos) }
+    }
+
+    // MARK: Callbacks (network thread)
+
+    fileprivate func handleConnect(rc: Int32) {
+        guard rc == 0 else {
+            logger.error(
+                "broker refused the connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(connackDescription(rc))"])
+            onEvent(.disconnected(reason: connackDescription(rc)))
+            return
+        }
+        let subscriptions = state.withLock { s in
+            s.connected = true
+            return s.subscriptions
+        }
+        for (topic, qos) in subscriptions { mosquitto_subscribe(handle.raw, nil, topic, qos) }
+        logger.info("connected to broker", metadata: ["broker": "\(options.host):\(options.port)", "client_id": "\(options.clientID)"])
+        onEvent(.connected)
+    }
+
+    fileprivate func handleDisconnect(rc: Int32) {
+        let wasConnected = state.withLock { s in
+            defer { s.connected = false }
+            return s.connected
+        }
+        let reason = rc == 0 ? "disconnected by client" : "connection lost (\(MosquittoError(code: rc)))"
+        if wasConnected && rc != 0 {
+            logger.warning("lost broker connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(reason)"])
+        }
+        onEvent(.disconnected(reason: reason))
+    }
+
+    fileprivate func handlePublish(mid: Int32) { onEvent(.published(mid: mid)) }
+
+    fileprivate func handleMessage(_ message: UnsafePointer<mosquitto_message>) {
+        let m = message.pointee
+        let topic = m.topic.map { String(cString: $0) } ?? ""
+        var payload: [UInt8] = []
+        if let p = m.payload, m.payloadlen > 0 {
+            payload = Array(UnsafeRawBufferPointer(start: p, count: Int(m.payloadlen)))
+        }
+        onEvent(.message(topic: topic, payload: payload))
+    }
+}
+
+private func check(_ rc: Int32) throws(MosquittoError) {
+    if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) { throw MosquittoError(code: rc) }
+}
+
+private func client(_ obj: UnsafeMutableRawPointer?) -> MosquittoClient? {
+    guard let obj else { return nil }
+    return Unmanaged<MosquittoClient>.fromOpaque(obj).takeUnretainedValue()
+}
+
+// File-scope, non-capturing: safe as C function pointers from libmosquitto's thread (see
+// docs/architecture.md: a closure formed in @MainActor code would trap at the first call).
+private func onConnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32) {
+    client(obj)?.handleConnect(rc: rc)
+}
+private func onDisconnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32) {
+    client(obj)?.handleDisconnect(rc: rc)
+}
+private func onPublishC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32) {
+    client(obj)?.handlePublish(mid: mid)
+}
+private func onMessageC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?) {
+    guard let message else { return }
+    client(obj)?.handleMessage(message)
+}

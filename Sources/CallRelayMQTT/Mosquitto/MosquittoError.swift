@@ -1,0 +1,23 @@
+import CMosquitto
+
+/// A libmosquitto result code with its library description (`mosquitto_strerror`).
+package struct MosquittoError: Error, Sendable, Equatable, CustomStringConvertible {
+    package let code: Int32
+
+    package var description: String {
+        String(cString: mosquitto_strerror(code)) + " (MOSQ_ERR \(code))"
+    }
+
+    /// The client is not connected (publishing may be retried after reconnecting).
+    package var isNotConnected: Bool { code == Int32(MOSQ_ERR_NO_CONN.rawValue) }
+    /// The message can never be sent (too large for the protocol or the broker).
+    package var isPermanent: Bool {
+        code == Int32(MOSQ_ERR_PAYLOAD_SIZE.rawValue) || code == Int32(MOSQ_ERR_OVERSIZE_PACKET.rawValue)
+            || code == Int32(MOSQ_ERR_MALFORMED_UTF8.rawValue) || code == Int32(MOSQ_ERR_INVAL.rawValue)
+    }
+}
+
+/// The text of a CONNACK return code (`mosquitto_connack_string`), e.g. "Connection Refused: not authorised."
+package func connackDescription(_ code: Int32) -> String {
+    String(cString: mosquitto_connack_string(code))
+}

@@ -1,0 +1,52 @@
+import CallRelayCore
+
+/// Which family a webhook belongs to; the MQTT topic's `{kind}` level.
+package enum WebhookKind: String, Sendable {
+    case cdr
+    case live
+}
+
+/// The URL a webhook arrived on.
+package enum WebhookEndpoint: Sendable {
+    /// `POST /webhooks/piopiy/cdr`: always a CDR.
+    case cdr
+    /// `POST /webhooks/piopiy/live`: always a live event.
+    case live
+    /// `POST /webhooks/piopiy`: classified from the payload (see docs/payload-format.md).
+    case combined
+}
+
+/// One webhook, normalized: what the outbox stores and MQTT publishes.
+package struct NormalizedEvent: Sendable {
+    /// `EventID.make(fromKey: dedupeKey)`: 32 lowercase hex characters.
+    package let id: String
+    /// Identity of the event; re-sends of the same event have the same key.
+    package let dedupeKey: String
+    package let kind: WebhookKind
+    /// Sanitized event name (a topic level).
+    package let event: String
+    /// Sanitized app id (a topic level); `unknown` when absent.
+    package let appID: String
+    /// `cmiuuid` as text, if present and non-empty.
+    package let callID: String?
+    /// The complete `callrelay.call-event.v1` JSON object, compact UTF-8.
+    package let payload: [UInt8]
+
+    package init(
+        id: String, dedupeKey: String, kind: WebhookKind, event: String, appID: String, callID: String?,
+        payload: [UInt8]
+    ) {
+        self.id = id
+        self.dedupeKey = dedupeKey
+        self.kind = kind
+        self.event = event
+        self.appID = appID
+        self.callID = callID
+        self.payload = payload
+    }
+
+    /// `{prefix}/{app_id}/{kind}/{event}`, e.g. `piopiy/2222224/live/out_answered`.
+    package func topic(prefix: String) -> String {
+        "\(prefix)/\(appID)/\(kind.rawValue)/\(event)"
+    }
+}

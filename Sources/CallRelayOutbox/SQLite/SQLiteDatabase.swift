@@ -1,0 +1,142 @@
+import CSQLite
+
+/// A SQLite error with the library's result code and message.
+package struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    package let code: Int32
+    package let message: String
+    package let context: String
+
+    /// The primary result code (extended codes carry more bits).
+    package var primaryCode: Int32 { code & 0xff }
+    /// The disk or the outbox cap (`max_page_count`) is full.
+    package var isFull: Bool { primaryCode == SQLITE_FULL }
+    /// The file is not a database or is damaged.
+    package var isCorrupt: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
+
+    package var description: String { "\(context): \(message) (sqlite code \(code))" }
+}
+
+/// One SQLite connection. Every `sqlite3_*` call of callrelay goes through this file.
+///
+/// Not thread-safe by itself: the outbox confines a connection to one serial queue. Opened with
+/// `SQLITE_OPEN_NOMUTEX` for that reason.
+package final class SQLiteDatabase {
+    private let handle: OpaquePointer
+
+    package init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            if let db { sqlite3_close_v2(db) }
+            throw SQLiteError(code: rc, message: message, context: "open \(path)")
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    package func execute(_ sql: String) throws(SQLiteError) {
+        var errmsg: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errmsg)
+        if rc != SQLITE_OK {
+            let message = errmsg.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(errmsg)
+            throw SQLiteError(code: rc, message: message, context: sql)
+        }
+    }
+
+    package func prepare(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
+        return SQLiteStatement(handle: stmt, database: self, sql: sql)
+    }
+
+    /// Runs a statement that returns one integer (e.g. a PRAGMA), or nil when it returns no row.
+    package func scalarInt(_ sql: String) throws(SQLiteError) -> Int64? {
+        let stmt = try prepare(sql)
+        guard try stmt.step() else { return nil }
+        return stmt.int64(0)
+    }
+
+    package func scalarText(_ sql: String) throws(SQLiteError) -> String? {
+        let stmt = try prepare(sql)
+        guard try stmt.step() else { return nil }
+        return stmt.text(0)
+    }
+
+    package var changes: Int { Int(sqlite3_changes(handle)) }
+
+    func error(_ rc: Int32, _ context: String) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), context: context)
+    }
+}
+
+/// A prepared statement, reset and reused (statements are prepared once per connection).
+package final class SQLiteStatement {
+    private let handle: OpaquePointer
+    private let database: SQLiteDatabase
+    private let sql: String
+
+    init(handle: OpaquePointer, database: SQLiteDatabase, sql: String) {
+        self.handle = handle
+        self.database = database
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    package func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    package func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
+    package func bindNull(_ index: Int32) { sqlite3_bind_null(handle, index) }
+    package func bind(_ index: Int32, _ value: String) {
+        sqlite3_bind_text(handle, index, value, -1, csqlite_transient)
+    }
+    package func bind(_ index: Int32, _ value: String?) {
+        if let value { bind(index, value) } else { bindNull(index) }
+    }
+    package func bind(_ index: Int32, blob: [UInt8]) {
+        blob.withUnsafeBytes { buffer in
+            _ = sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), csqlite_transient)
+        }
+    }
+
+    /// Steps once. Returns true when a row is available, false when done.
+    @discardableResult
+    package func step() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_step(handle)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            let err = database.error(rc, sql)
+            sqlite3_reset(handle)
+            throw err
+        }
+    }
+
+    /// Runs a statement that returns no rows, then resets it.
+    package func run() throws(SQLiteError) {
+        defer { reset() }
+        try step()
+    }
+
+    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    package func text(_ column: Int32) -> String {
+        guard let p = sqlite3_column_text(handle, column) else { return "" }
+        return String(cString: p)
+    }
+    package func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let p = sqlite3_column_blob(handle, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: p, count: count))
+    }
+}

@@ -1,0 +1,3 @@
+import CallRelayCommands
+
+await callrelayMain()

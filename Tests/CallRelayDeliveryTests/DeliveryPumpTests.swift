@@ -1,0 +1,169 @@
+import CallRelayDelivery
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// In-memory twin of the outbox.
+final class MemoryStore: DeliveryStore {
+    private let rows = Mutex<[DeliveryItem]>([])
+    private let delivered = Mutex<[Int64]>([])
+
+    func add(_ count: Int, call: String = "c") {
+        rows.withLock { r in
+            let start = (r.last?.seq ?? 0) + 1
+            for seq in start..<(start + Int64(count)) {
+                r.append(DeliveryItem(seq: seq, topic: "p/1/live/\(call)", payload: Array("\(seq)".utf8)))
+            }
+        }
+    }
+
+    func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void) {
+        let done = delivered.withLock { Set($0) }
+        let items = rows.withLock { $0.filter { $0.seq > after && !done.contains($0.seq) }.prefix(limit) }
+        DispatchQueue.global().async { completion(.success(Array(items))) }
+    }
+
+    func markDelivered(_ seq: Int64) { delivered.withLock { $0.append(seq) } }
+    var deliveredSeqs: [Int64] { delivered.withLock { $0 } }
+}
+
+/// A transport that records publishes; acks are released by the test (or immediately).
+final class RecordingTransport: DeliveryTransport {
+    struct State {
+        var connected = true
+        var nextMid: Int32 = 1
+        var published: [(mid: Int32, seq: Int64)] = []
+        var maxInflight = 0
+        var unacked: Set<Int32> = []
+    }
+    let state = Mutex(State())
+    let ackInsidePublish: Bool
+    let pumpRef = PumpRef()
+
+    init(ackInsidePublish: Bool = false) { self.ackInsidePublish = ackInsidePublish }
+
+    func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
+        let mid: Int32? = state.withLock { s in
+            guard s.connected else { return nil }
+            let mid = s.nextMid
+            s.nextMid += 1
+            s.published.append((mid, Int64(String(decoding: payload, as: UTF8.self))!))
+            s.unacked.insert(mid)
+            s.maxInflight = max(s.maxInflight, s.unacked.count)
+            return mid
+        }
+        guard let mid else { return .notConnected }
+        if ackInsidePublish {
+            // The PUBACK races ahead of the pump's registration of this mid.
+            state.withLock { _ = $0.unacked.remove(mid) }
+            pumpRef.pump?.acknowledged(mid: mid)
+        }
+        return .queued(mid: mid)
+    }
+
+    /// Acks the oldest unacked publishes.
+    func ack(_ count: Int, pump: DeliveryPump) {
+        let mids: [Int32] = state.withLock { s in
+            let mids = Array(s.unacked.sorted().prefix(count))
+            mids.forEach { s.unacked.remove($0) }
+            return mids
+        }
+        mids.forEach { pump.acknowledged(mid: $0) }
+    }
+
+    var publishedSeqs: [Int64] { state.withLock { $0.published.map(\.seq) } }
+}
+
+final class PumpRef: @unchecked Sendable {
+    var pump: DeliveryPump?
+}
+
+private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(2000)
+    }
+    return condition()
+}
+
+@Suite struct DeliveryPumpTests {
+    let logger = Logger(label: "test")
+
+    @Test func publishesInOrderAndNeverExceedsTheWindow() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 8, logger: logger)
+        store.add(100)
+        pump.connected()
+        for _ in 0..<200 {
+            _ = eventually(1) { transport.state.withLock { !$0.unacked.isEmpty } || store.deliveredSeqs.count == 100 }
+            transport.ack(3, pump: pump)
+        }
+        #expect(eventually { store.deliveredSeqs.count == 100 })
+        #expect(transport.publishedSeqs == Array(1...100))
+        #expect(transport.state.withLock { $0.maxInflight } <= 8)
+        #expect(Set(store.deliveredSeqs) == Set(1...100))
+    }
+
+    @Test func nothingIsPublishedWhileDisconnectedAndEverythingAfterConnect() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 50, logger: logger)
+        store.add(10)
+        pump.eventsCommitted()
+        usleep(50_000)
+        #expect(transport.publishedSeqs.isEmpty)
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs.count == 10 })
+        transport.ack(10, pump: pump)
+        #expect(eventually { store.deliveredSeqs.count == 10 })
+    }
+
+    @Test func aRefusedPublishIsRetriedAfterReconnectWithoutGapsOrRepeats() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 100, logger: logger)
+        pump.connected()
+        store.add(5)
+        pump.eventsCommitted()
+        #expect(eventually { transport.publishedSeqs.count == 5 })
+        transport.state.withLock { $0.connected = false }
+        pump.disconnected()
+        store.add(5)
+        pump.eventsCommitted()
+        usleep(50_000)
+        #expect(transport.publishedSeqs.count == 5)
+        transport.state.withLock { $0.connected = true }
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs.count == 10 })
+        #expect(transport.publishedSeqs == Array(1...10))
+    }
+
+    @Test func anAckArrivingBeforeRegistrationIsNotLost() {
+        let store = MemoryStore()
+        let transport = RecordingTransport(ackInsidePublish: true)
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 4, logger: logger)
+        transport.pumpRef.pump = pump
+        store.add(50)
+        pump.connected()
+        #expect(eventually { store.deliveredSeqs.count == 50 })
+        #expect(pump.inflightCount == 0)
+    }
+
+    @Test func drainWaitsForAcknowledgementsThenReportsWhatIsLeft() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        store.add(6)
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs.count == 6 })
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) { transport.ack(6, pump: pump) }
+        #expect(pump.drain(timeoutMilliseconds: 5000) == 0)
+        #expect(store.deliveredSeqs.count == 6)
+
+        let stuck = DeliveryPump(store: MemoryStore(), transport: RecordingTransport(), qos: 1, window: 10, logger: logger)
+        #expect(stuck.drain(timeoutMilliseconds: 10) == 0)
+    }
+}
