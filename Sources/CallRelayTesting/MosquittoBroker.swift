@@ -141,7 +141,9 @@ func canConnect(port: Int) -> Bool {
 /// Starts a process with a clean signal mask and default signal actions. (Foundation's `Process`
 /// inherits the spawning thread's mask; dispatch worker threads block SIGTERM, so a broker started
 /// from one could never be stopped gracefully.)
-public func spawn(_ path: String, _ arguments: [String], stdoutPath: String = "/dev/null") throws -> pid_t {
+public func spawn(
+    _ path: String, _ arguments: [String], stdoutPath: String = "/dev/null", stderrPath: String? = nil, extraEnvironment: [String: String] = [:]
+) throws -> pid_t {
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
@@ -157,11 +159,15 @@ public func spawn(_ path: String, _ arguments: [String], stdoutPath: String = "/
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderrPath ?? stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
+    var environment = ProcessInfo.processInfo.environment
+    for (k, v) in extraEnvironment { environment[k] = v }
+    let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { envp.forEach { free($0) } }
     var child: pid_t = 0
-    let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+    let rc = posix_spawn(&child, path, &actions, &attr, argv, envp)
     guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
     return child
 }
@@ -171,4 +177,19 @@ public func isExited(_ pid: pid_t) -> Bool {
     var status: Int32 = 0
     let r = waitpid(pid, &status, WNOHANG)
     return r == pid || (r == -1 && errno == ECHILD)
+}
+
+/// Waits for `pid` to exit and returns its exit status (or 128+signal), or nil after the timeout.
+public func waitForExit(_ pid: pid_t, seconds: Double) -> Int32? {
+    let deadline = Date().addingTimeInterval(seconds)
+    var status: Int32 = 0
+    while Date() < deadline {
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid {
+            let signal = status & 0x7f
+            return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        }
+        usleep(10_000)
+    }
+    return nil
 }

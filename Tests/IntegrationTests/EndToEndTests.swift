@@ -144,6 +144,48 @@ struct EndToEndTests {
     }
 }
 
+/// A burst through a stock broker (Nagle on, delayed ACK) and one with `set_tcp_nodelay true`:
+/// the pump must keep its window full either way, so both deliver everything. Times are printed
+/// for the curious; `bench/` measures speed, tests do not.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct BurstTests {
+    @Test(arguments: [false, true])
+    func aConcurrentBurstIsAnsweredAndDeliveredCompletely(brokerNoDelay: Bool) async throws {
+        let broker = try MosquittoBroker(extraConfig: brokerNoDelay ? "set_tcp_nodelay true" : "")
+        let collector = try MessageCollector(port: broker.port, topic: "piopiy/+/live/#")
+        let daemon = try await Daemon.start(
+            configuration: testConfiguration(brokerPort: broker.port, directory: temporaryDirectory()), logger: testLogger())
+        let port = daemon.httpPort
+        let total = 2000
+        let start = Date()
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: 16) { worker in
+            for n in stride(from: worker, to: total, by: 16) {
+                let status = (try? post(port, liveEvent(call: "burst-\(n % 50)", n: n)).status) ?? -1
+                if status != 200 { failures.add(n) }
+            }
+        }
+        let answered = Date()
+        #expect(failures.count == 0)
+        let received = collector.wait(for: total, seconds: 60) { _ in true }
+        let ids = Set(received.compactMap { $0.json?["id"] as? String })
+        #expect(ids.count == total, "every answered webhook is delivered")
+        print(
+            "burst nodelay=\(brokerNoDelay): \(total) answered in \(Int(answered.timeIntervalSince(start) * 1000)) ms, delivered after \(Int(Date().timeIntervalSince(start) * 1000)) ms"
+        )
+        #expect(waitUntil(seconds: 10) { (try? daemon.outbox.stats().pending) == 0 })
+        await daemon.shutdown()
+        collector.stop()
+    }
+}
+
+final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Int] = []
+    func add(_ n: Int) { lock.withLock { items.append(n) } }
+    var count: Int { lock.withLock { items.count } }
+}
+
 extension Array where Element: Hashable {
     func uniqued() -> [Element] {
         var seen = Set<Element>()
