@@ -54,6 +54,10 @@ package enum ConfigurationDocs {
             "taken from the environment). Warnings read `PATH:LINE: warning: message` and do not make the file invalid.",
             "Unknown keys and tables are errors, so a typo never falls back to a default without notice.",
             "",
+            "The files named by `mqtt.ca_file`, `mqtt.cert_file` and `mqtt.key_file` are checked with the permissions of",
+            "whoever runs the check; run it as the service user (`sudo -u callrelay callrelay check-config`) to check what",
+            "the service can read.",
+            "",
             "For example, this file:", "", "```toml", exampleText, "```", "", "gives:", "", "```")
         let example = ConfigurationLoader.parse(text: exampleText, path: path, environment: [:])
         out.append(contentsOf: example.issues.map(\.description))
@@ -61,7 +65,9 @@ package enum ConfigurationDocs {
 
         add("## Environment variables", "")
         add("| Variable | Effect |", "|---|---|")
-        add("| `\(ConfigurationLoader.pathEnvironmentVariable)` | Path of the configuration file, unless `--config` is given. |")
+        add(
+            "| `\(ConfigurationLoader.pathEnvironmentVariable)` | Path of the configuration file, unless `--config` is given. |"
+        )
         for key in ConfigurationKey.all {
             guard let variable = key.environmentVariable else { continue }
             add("| `\(variable)` | Replaces `\(key.name)` from the file. |")
@@ -82,7 +88,7 @@ package enum ConfigurationDocs {
                     "`\(key.defaultValue.tomlLiteral)`",
                     allowedSentence(key, markdown: true),
                     key.environmentVariable.map { "`\($0)`" } ?? "",
-                    ([key.description] + secretSentences(key)).joined(separator: " "),
+                    ([key.description] + secretSentences(key, markdown: true)).joined(separator: " "),
                 ]
                 add("| " + cells.map(markdownCell).joined(separator: " | ") + " |")
             }
@@ -141,7 +147,7 @@ package enum ConfigurationDocs {
                 var text = key.description
                 let allowed = allowedSentence(key, markdown: false)
                 if !allowed.isEmpty { text += " " + allowed }
-                for sentence in secretSentences(key) { text += " " + sentence }
+                for sentence in secretSentences(key, markdown: false) { text += " " + sentence }
                 out.append(contentsOf: wrap(text, prefix: "## "))
                 add("# \(key.leaf) = \(key.defaultValue.tomlLiteral)")
             }
@@ -151,26 +157,33 @@ package enum ConfigurationDocs {
 
     // MARK: - Shared sentences
 
-    /// "Allowed values: 1 to 65535." plus a rule involving another key.
+    /// The allowed values plus a rule involving another key: for the docs' "Allowed" column
+    /// (`1 to 65535`), or as sentences for the sample ("Allowed values: 1 to 65535."), where only
+    /// numbers and choices need them because the description states the other rules.
     static func allowedSentence(_ key: ConfigurationKey, markdown: Bool) -> String {
         var parts: [String] = []
-        switch key.rule {
-        case .anyValue:
-            if key.type == .boolean { parts.append(markdown ? "`true` or `false`" : "") }
-        default:
-            let text = key.rule.allowedText
-            parts.append(markdown ? text : "Allowed values: \(text).")
+        switch (key.rule, markdown) {
+        case (.anyValue, true):
+            parts.append(key.type == .boolean ? "`true` or `false`" : "any")
+        case (_, true):
+            parts.append(key.rule.allowedText(markdown: true))
+        case (.integerRange, false), (.integerChoices, false), (.stringChoices, false):
+            parts.append("Allowed values: \(key.rule.allowedText(markdown: false)).")
+        case (_, false):
+            break
         }
         if let combination = key.combinationRule { parts.append(combination) }
-        let joined = parts.filter { !$0.isEmpty }.joined(separator: markdown ? "; " : " ")
-        return markdown ? joined : joined
+        return parts.joined(separator: markdown ? ". " : " ")
     }
 
-    static func secretSentences(_ key: ConfigurationKey) -> [String] {
+    static func secretSentences(_ key: ConfigurationKey, markdown: Bool) -> [String] {
         guard key.isSecret else { return [] }
-        var sentence = "This is a secret: callrelay never prints it."
+        var sentence = "This is a secret: callrelay never logs it."
         if let variable = key.environmentVariable {
-            sentence += " The environment variable \(variable), when set and not empty, replaces this value and keeps it out of this file."
+            sentence +=
+                markdown
+                ? " Prefer setting it through `\(variable)`."
+                : " The environment variable \(variable), when set and not empty, replaces this value and keeps it out of this file."
         }
         return [sentence]
     }

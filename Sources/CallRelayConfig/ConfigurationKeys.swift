@@ -55,6 +55,8 @@ package enum ConfigurationRule: Sendable, Equatable {
     case integerRange(ClosedRange<Int64>)
     case integerChoices([Int64])
     case stringChoices([String])
+    /// Empty, or text without whitespace; shorter than 16 characters or not URL-safe draws a warning.
+    case webhookToken
     /// `HOST:PORT`, `[IPv6]:PORT`; port 0 picks a free port.
     case listenAddress
     /// 1–64 characters of `[A-Za-z0-9_.-]`.
@@ -92,7 +94,8 @@ package struct ConfigurationKey: Sendable, Equatable {
     package let combinationRule: String?
 
     init(
-        _ name: String, _ type: ConfigurationValueType, default defaultValue: ConfigurationValue, rule: ConfigurationRule,
+        _ name: String, _ type: ConfigurationValueType, default defaultValue: ConfigurationValue,
+        rule: ConfigurationRule,
         description: String, secret: Bool = false, environment: String? = nil, combinationRule: String? = nil
     ) {
         self.name = name
@@ -119,14 +122,19 @@ extension ConfigurationKey {
     package static let sections: [ConfigurationSection] = [
         ConfigurationSection(
             name: "http", title: "HTTP webhook server",
-            summary: "Where PIOPIY delivers its call webhooks. Point the PIOPIY dashboard at http://HOST:PORT/webhooks/piopiy."),
+            summary:
+                "Where PIOPIY delivers its call webhooks. Point the PIOPIY dashboard at http://HOST:PORT/webhooks/piopiy."
+        ),
         ConfigurationSection(
             name: "mqtt", title: "MQTT broker",
             summary: "The broker every stored event is published to, and how callrelay connects to it."),
         ConfigurationSection(
             name: "storage", title: "Outbox storage",
-            summary: "The SQLite file every webhook is written to before it is answered, and kept in until the broker has it."),
-        ConfigurationSection(name: "log", title: "Logging", summary: "What callrelay writes to its log (the systemd journal)."),
+            summary:
+                "The SQLite file every webhook is written to before it is answered, and kept in until the broker has it."
+        ),
+        ConfigurationSection(
+            name: "log", title: "Logging", summary: "What callrelay writes to its log (the systemd journal)."),
     ]
 
     /// Every key, in the order of the docs and the sample.
@@ -153,7 +161,7 @@ extension ConfigurationKey {
             """)
 
     package static let httpToken = ConfigurationKey(
-        "http.token", .string, default: .string(""), rule: .anyValue,
+        "http.token", .string, default: .string(""), rule: .webhookToken,
         description: """
             Shared secret every webhook must carry, as ?token=TOKEN in the URL or as an "Authorization: Bearer TOKEN" \
             header; empty means webhooks are accepted without one. Use at least 16 random characters \
@@ -180,8 +188,8 @@ extension ConfigurationKey {
     package static let mqttClientID = ConfigurationKey(
         "mqtt.client_id", .string, default: .string("callrelay"), rule: .mqttClientID,
         description: """
-            MQTT client identifier of this agent; it also names the agent in its status topic \
-            {topic_prefix}/agents/{client_id}/status. Two agents on one broker need different identifiers.
+            MQTT client identifier of this agent: 1 to 64 letters, digits, "_", "." or "-". It also names the agent \
+            in its status topic {topic_prefix}/agents/{client_id}/status, so two agents on one broker need different ones.
             """)
 
     package static let mqttUsername = ConfigurationKey(
@@ -217,18 +225,20 @@ extension ConfigurationKey {
     package static let mqttCAFile = ConfigurationKey(
         "mqtt.ca_file", .string, default: .string(""), rule: .readableFile,
         description: """
-            PEM file with the certificate authority that signed the broker's certificate; setting it turns TLS on. \
-            Empty means a plain, unencrypted connection.
+            Absolute path of a PEM file with the certificate authority that signed the broker's certificate; \
+            setting it turns TLS on. Empty means a plain, unencrypted connection.
             """)
 
     package static let mqttCertFile = ConfigurationKey(
         "mqtt.cert_file", .string, default: .string(""), rule: .readableFile,
-        description: "PEM client certificate, for brokers that ask callrelay to prove who it is; empty means none.",
+        description:
+            "Absolute path of a PEM client certificate, for brokers that ask callrelay to prove who it is; empty means none.",
         combinationRule: "Set together with mqtt.key_file, and needs mqtt.ca_file.")
 
     package static let mqttKeyFile = ConfigurationKey(
         "mqtt.key_file", .string, default: .string(""), rule: .readableFile,
-        description: "PEM private key of mqtt.cert_file; it must be unencrypted and readable by the callrelay user.",
+        description:
+            "Absolute path of the PEM private key of mqtt.cert_file; it must be unencrypted and readable by the callrelay user.",
         combinationRule: "Set together with mqtt.cert_file.")
 
     package static let mqttTLSInsecure = ConfigurationKey(
@@ -259,12 +269,13 @@ extension ConfigurationKey {
     package static let storagePath = ConfigurationKey(
         "storage.path", .string, default: .string("/var/lib/callrelay/outbox.sqlite3"), rule: .databasePath,
         description: """
-            SQLite file of the outbox, where every webhook is stored before it is answered. Its directory must be \
-            writable by the callrelay user and on persistent storage (not /tmp or /run).
+            Absolute path of the outbox's SQLite file, where every webhook is stored before it is answered. \
+            Its directory must be writable by the callrelay user and on persistent storage (not /tmp or /run).
             """)
 
     package static let storageMaxBytes = ConfigurationKey(
-        "storage.max_bytes", .integer, default: .integer(1_073_741_824), rule: .integerRange(1_048_576...1_099_511_627_776),
+        "storage.max_bytes", .integer, default: .integer(1_073_741_824),
+        rule: .integerRange(1_048_576...1_099_511_627_776),
         description: """
             Size limit of the outbox file in bytes (the default is 1 GiB); past it, new webhooks are answered 503 \
             so PIOPIY tries again later.

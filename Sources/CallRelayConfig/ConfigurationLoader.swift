@@ -42,10 +42,12 @@ package enum ConfigurationLoader {
     /// Checks configuration text; `path` is only used in messages. An empty text is valid (all defaults).
     /// Environment overrides apply after the file; a variable that is set but empty does not override.
     package static func parse(text: String, path: String, environment: [String: String]) -> ConfigurationLoadResult {
-        let (document, syntaxErrors) = TOMLParser.parse(text)
+        let (document, syntaxErrors) = TOMLParser.parse(text, secretKeys: secretPaths)
         var validator = ConfigurationValidator(path: path, environment: environment)
         return validator.validate(document, syntaxErrors: syntaxErrors)
     }
+
+    static let secretPaths = Set(ConfigurationKey.all.filter(\.isSecret).map(\.path))
 
     // MARK: Reading
 
@@ -72,7 +74,8 @@ package enum ConfigurationLoader {
             contents.append(contentsOf: chunk[0..<count])
             if contents.count > maximumFileBytes {
                 return .failure(
-                    RuleViolation(message: "the file is larger than \(maximumFileBytes / 1024) KiB; is it the right file?"))
+                    RuleViolation(
+                        message: "the file is larger than \(maximumFileBytes / 1024) KiB; is it the right file?"))
             }
         }
     }
@@ -90,7 +93,10 @@ package enum ConfigurationLoader {
                 return .success(String(decoding: bytes, as: UTF8.self))
             case .error:
                 return .failure(
-                    TOMLSyntaxError(line: line, message: "the file is not UTF-8 text (save it as UTF-8, or replace the character on this line)"))
+                    TOMLSyntaxError(
+                        line: line,
+                        message: "the file is not UTF-8 text (save it as UTF-8, or replace the character on this line)")
+                )
             }
         }
     }

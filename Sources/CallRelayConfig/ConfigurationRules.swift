@@ -27,22 +27,28 @@ extension ConfigurationRule {
         case (.hostName, .string(let text)):
             return HostRules.checkBrokerHost(text)
         case (.integerRange(let range), .integer(let number)):
-            return range.contains(number) ? [] : [.error("must be between \(range.lowerBound) and \(range.upperBound), found \(number)")]
+            return range.contains(number)
+                ? [] : [.error("must be between \(range.lowerBound) and \(range.upperBound), found \(number)")]
         case (.integerChoices(let choices), .integer(let number)):
-            return choices.contains(number) ? [] : [.error("must be \(Self.list(choices.map(String.init))), found \(number)")]
+            return choices.contains(number)
+                ? [] : [.error("must be \(Self.list(choices.map(String.init))), found \(number)")]
         case (.stringChoices(let choices), .string(let text)):
             guard !choices.contains(text) else { return [] }
-            var message = "must be \(Self.list(choices.map { TOMLText.quoted($0) })), found \(TOMLText.quotedForMessage(text))"
+            var message =
+                "must be \(Self.list(choices.map { TOMLText.quoted($0) })), found \(TOMLText.quotedForMessage(text))"
             if let suggestion = Suggestions.closest(to: text, among: choices) {
                 message += "; did you mean \(TOMLText.quoted(suggestion))?"
             }
             return [.error(message)]
+        case (.webhookToken, .string(let text)):
+            return TokenRules.check(text)
         case (.listenAddress, .string(let text)):
             switch ListenAddress.parse(text) {
             case .failure(let violation): return [.error(violation.message)]
             case .success(let address):
                 return address.port == 0
-                    ? [.warning("port 0 picks a random free port, which PIOPIY cannot know; use it only for tests")] : []
+                    ? [.warning("port 0 picks a random free port, which PIOPIY cannot know; use it only for tests")]
+                    : []
             }
         case (.mqttClientID, .string(let text)):
             return MQTTRules.checkClientID(text)
@@ -63,20 +69,23 @@ extension ConfigurationRule {
         return items.dropLast().joined(separator: ", ") + " \(conjunction) " + last
     }
 
-    /// The allowed values in words, for the docs: `1 to 65535`, `0, 1 or 2`.
-    var allowedText: String {
+    /// The allowed values in words: `1 to 65535`, `0, 1 or 2`; choices in backticks for Markdown.
+    func allowedText(markdown: Bool) -> String {
         switch self {
         case .anyValue: return "any"
         case .nonEmpty: return "not empty"
         case .hostName: return "host name or IP address"
         case .integerRange(let range): return "\(range.lowerBound) to \(range.upperBound)"
         case .integerChoices(let choices): return Self.list(choices.map(String.init))
-        case .stringChoices(let choices): return Self.list(choices.map { TOMLText.quoted($0) })
-        case .listenAddress: return "HOST:PORT, port 0 to 65535"
-        case .mqttClientID: return "1 to 64 of A-Z a-z 0-9 _ . -"
-        case .mqttTopicPrefix: return "topic levels without + # or empty levels"
-        case .readableFile: return "empty, or an absolute path to a readable file"
-        case .databasePath: return "a file path"
+        case .stringChoices(let choices):
+            return Self.list(choices.map { markdown ? "`\(TOMLText.quoted($0))`" : TOMLText.quoted($0) })
+        case .webhookToken: return "empty, or text without spaces; 16 characters or more recommended"
+        case .listenAddress: return "`HOST:PORT` or `[IPv6]:PORT`, port 0 to 65535"
+        case .mqttClientID: return "1 to 64 of `A-Z a-z 0-9 _ . -`"
+        case .mqttTopicPrefix:
+            return "topic levels separated by `/`; no `+`, `#`, empty levels, leading or trailing `/`"
+        case .readableFile: return "empty, or the absolute path of a readable file"
+        case .databasePath: return "a file path, best absolute"
         }
     }
 }
@@ -91,9 +100,14 @@ struct ListenAddress: Sendable, Equatable {
     static let example = "\"0.0.0.0:8080\""
 
     static func parse(_ text: String) -> Result<ListenAddress, RuleViolation> {
-        func fail(_ message: String) -> Result<ListenAddress, RuleViolation> { .failure(RuleViolation(message: message)) }
+        func fail(_ message: String) -> Result<ListenAddress, RuleViolation> {
+            .failure(RuleViolation(message: message))
+        }
         if text.isEmpty { return fail("must be HOST:PORT, for example \(example); it is empty") }
-        if text.contains("://") { return fail("must be HOST:PORT without a scheme, for example \(example), found \(TOMLText.quotedForMessage(text))") }
+        if text.contains("://") {
+            return fail(
+                "must be HOST:PORT without a scheme, for example \(example), found \(TOMLText.quotedForMessage(text))")
+        }
         let host: Substring
         let portText: Substring
         if text.first == "[" {
@@ -111,12 +125,16 @@ struct ListenAddress: Sendable, Equatable {
             }
         } else {
             guard let colon = text.lastIndex(of: ":") else {
-                return fail("must be HOST:PORT, for example \(example); the port is missing in \(TOMLText.quotedForMessage(text))")
+                return fail(
+                    "must be HOST:PORT, for example \(example); the port is missing in \(TOMLText.quotedForMessage(text))"
+                )
             }
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
             if host.contains(":") {
-                return fail("an IPv6 address must be in brackets, for example \"[::]:8080\", found \(TOMLText.quotedForMessage(text))")
+                return fail(
+                    "an IPv6 address must be in brackets, for example \"[::]:8080\", found \(TOMLText.quotedForMessage(text))"
+                )
             }
             if host.isEmpty {
                 return fail("the host is missing; write \"0.0.0.0\(text)\" to listen on every IPv4 address")
@@ -132,9 +150,44 @@ struct ListenAddress: Sendable, Equatable {
         guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
             let port = Int(portText), port <= 65535
         else {
-            return fail("the port must be a number from 0 to 65535, found \(TOMLText.quotedForMessage(String(portText)))")
+            return fail(
+                "the port must be a number from 0 to 65535, found \(TOMLText.quotedForMessage(String(portText)))")
         }
         return .success(ListenAddress(host: String(host), port: port))
+    }
+}
+
+// MARK: - http.token
+
+enum TokenRules {
+    static let recommendedLength = 16
+
+    static func check(_ text: String) -> [RuleFinding] {
+        if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+            return [.error("must not contain spaces or control characters")]
+        }
+        guard !text.isEmpty else { return [] }
+        var findings: [RuleFinding] = []
+        if text.count < recommendedLength {
+            findings.append(
+                .warning(
+                    "is shorter than \(recommendedLength) characters; use a long random token, for example from \"openssl rand -hex 16\""
+                ))
+        }
+        if !text.unicodeScalars.allSatisfy(isURLUnreserved) {
+            findings.append(
+                .warning(
+                    "contains characters that must be percent-encoded in a ?token= URL; letters, digits, '-', '.', '_' and '~' are safest"
+                ))
+        }
+        return findings
+    }
+
+    static func isURLUnreserved(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "A"..."Z", "a"..."z", "0"..."9", "-", ".", "_", "~": true
+        default: false
+        }
     }
 }
 
@@ -151,7 +204,8 @@ enum HostRules {
         var address = text
         if let percent = text.firstIndex(of: "%") {
             let zone = text[text.index(after: percent)...]
-            guard !zone.isEmpty, zone.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
+            guard !zone.isEmpty, zone.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) })
+            else {
                 return false
             }
             address = text[..<percent]
@@ -227,9 +281,15 @@ enum MQTTRules {
         if text.unicodeScalars.contains("\0") { return [.error("must not contain a NUL character")] }
         if text.hasPrefix("/") { return [.error("must not start with '/', found \(TOMLText.quotedForMessage(text))")] }
         if text.hasSuffix("/") { return [.error("must not end with '/', found \(TOMLText.quotedForMessage(text))")] }
-        if text.contains("//") { return [.error("must not contain an empty level ('//'), found \(TOMLText.quotedForMessage(text))")] }
+        if text.contains("//") {
+            return [.error("must not contain an empty level ('//'), found \(TOMLText.quotedForMessage(text))")]
+        }
         if text.hasPrefix("$") {
-            return [.warning("topics starting with '$' are reserved for the broker; subscribers to '#' will not see these events")]
+            return [
+                .warning(
+                    "topics starting with '$' are reserved for the broker; subscribers to '#' will not see these events"
+                )
+            ]
         }
         return []
     }
@@ -266,7 +326,9 @@ enum FileRules {
     static func checkDatabasePath(_ text: String) -> [RuleFinding] {
         if text.isEmpty { return [.error("must not be empty")] }
         if text.unicodeScalars.contains("\0") { return [.error("must not contain a NUL character")] }
-        if text.hasSuffix("/") { return [.error("must name a file, not a directory, found \(TOMLText.quotedForMessage(text))")] }
+        if text.hasSuffix("/") {
+            return [.error("must name a file, not a directory, found \(TOMLText.quotedForMessage(text))")]
+        }
         if !text.hasPrefix("/") {
             return [
                 .warning(

@@ -21,7 +21,8 @@ struct ConfigurationValidator {
 
     /// Common names for keys that are too far from the real name for the edit distance to catch.
     static let aliases: [String: String] = [
-        "http.port": "http.listen", "http.host": "http.listen", "http.address": "http.listen", "http.bind": "http.listen",
+        "http.port": "http.listen", "http.host": "http.listen", "http.address": "http.listen",
+        "http.bind": "http.listen",
         "http.max_body_size": "http.max_body_bytes", "mqtt.user": "mqtt.username", "mqtt.pass": "mqtt.password",
         "mqtt.keepalive": "mqtt.keepalive_seconds", "mqtt.broker": "mqtt.host", "mqtt.prefix": "mqtt.topic_prefix",
         "mqtt.topic": "mqtt.topic_prefix", "mqtt.cafile": "mqtt.ca_file", "mqtt.certfile": "mqtt.cert_file",
@@ -47,7 +48,8 @@ struct ConfigurationValidator {
             return leftLine != rightLine ? leftLine < rightLine : left.offset < right.offset
         }.map(\.element)
         let hasErrors = ordered.contains { $0.severity == .error }
-        return ConfigurationLoadResult(configuration: hasErrors ? nil : RelayConfiguration(values: values), issues: ordered)
+        return ConfigurationLoadResult(
+            configuration: hasErrors ? nil : RelayConfiguration(values: values), issues: ordered)
     }
 
     // MARK: Reporting
@@ -146,7 +148,8 @@ struct ConfigurationValidator {
             if sectionNames.contains(single) {
                 report(
                     .error, line: entry.line, key: nil,
-                    "'\(single)' must be a table: write [\(single)] on its own line with its keys below it, found \(TOMLText.kind(of: entry.value))")
+                    "'\(single)' must be a table: write [\(single)] on its own line with its keys below it, found \(TOMLText.kind(of: entry.value))"
+                )
                 return
             }
             let leaves = ConfigurationKey.all.map(\.leaf)
@@ -154,7 +157,9 @@ struct ConfigurationValidator {
                 let key = ConfigurationKey.all.first(where: { $0.leaf == leaf })
             {
                 let written = leaf == single ? "'\(single)'" : "'\(single)' (did you mean '\(leaf)'?)"
-                report(.error, line: entry.line, key: key.name, "key \(written) is outside any table; write it under [\(key.section)]")
+                report(
+                    .error, line: entry.line, key: key.name,
+                    "key \(written) is outside any table; write it under [\(key.section)]")
             } else {
                 report(.error, line: entry.line, key: nil, "unknown key '\(name)' outside any table")
             }
@@ -176,7 +181,9 @@ struct ConfigurationValidator {
 
     private mutating func applyEnvironment() {
         for key in ConfigurationKey.all {
-            guard let variable = key.environmentVariable, let text = environment[variable], !text.isEmpty else { continue }
+            guard let variable = key.environmentVariable, let text = environment[variable], !text.isEmpty else {
+                continue
+            }
             fromEnvironment.insert(key.name)
             let value: ConfigurationValue
             switch key.type {
@@ -201,29 +208,9 @@ struct ConfigurationValidator {
         }
     }
 
-    // MARK: Rules between keys, and warnings
+    // MARK: Rules between keys
 
     private mutating func checkCombinations() {
-        let token = ConfigurationKey.httpToken
-        if isUsable(token) {
-            let text = values.string(token)
-            if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
-                rejected.insert(token.name)
-                report(.error, token, "must not contain spaces or control characters")
-            } else if !text.isEmpty {
-                if text.count < 16 {
-                    report(
-                        .warning, token,
-                        "is shorter than 16 characters; use a long random token, for example from \"openssl rand -hex 16\"")
-                }
-                if !text.unicodeScalars.allSatisfy(Self.isURLUnreserved) {
-                    report(
-                        .warning, token,
-                        "contains characters that must be percent-encoded in a ?token= URL; letters, digits, '-', '.', '_' and '~' are safest")
-                }
-            }
-        }
-
         let username = ConfigurationKey.mqttUsername
         let password = ConfigurationKey.mqttPassword
         if isUsable(username), isUsable(password), values.string(username).isEmpty, !values.string(password).isEmpty {
@@ -252,7 +239,8 @@ struct ConfigurationValidator {
             } else {
                 report(
                     .warning, insecure,
-                    "is true, so the broker's host name is not checked against its certificate; use this only for testing")
+                    "is true, so the broker's host name is not checked against its certificate; use this only for testing"
+                )
             }
         }
 
@@ -266,15 +254,9 @@ struct ConfigurationValidator {
             } else {
                 report(
                     .error, minimum,
-                    "must not exceed mqtt.reconnect_max_ms (\(values.integer(maximum))), found \(values.integer(minimum))")
+                    "must not exceed mqtt.reconnect_max_ms (\(values.integer(maximum))), found \(values.integer(minimum))"
+                )
             }
-        }
-    }
-
-    static func isURLUnreserved(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar {
-        case "A"..."Z", "a"..."z", "0"..."9", "-", ".", "_", "~": true
-        default: false
         }
     }
 }

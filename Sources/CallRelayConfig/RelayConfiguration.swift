@@ -45,8 +45,10 @@ package struct RelayConfiguration: Sendable, Equatable {
         package var reconnectMaxMilliseconds: Int
 
         package init(
-            host: String, port: Int, clientID: String, username: String, password: String, topicPrefix: String, qos: Int,
-            keepaliveSeconds: Int, caFile: String?, certFile: String?, keyFile: String?, tlsInsecure: Bool, maxInflight: Int,
+            host: String, port: Int, clientID: String, username: String, password: String, topicPrefix: String,
+            qos: Int,
+            keepaliveSeconds: Int, caFile: String?, certFile: String?, keyFile: String?, tlsInsecure: Bool,
+            maxInflight: Int,
             reconnectMinMilliseconds: Int, reconnectMaxMilliseconds: Int
         ) {
             self.host = host
@@ -118,7 +120,9 @@ struct ConfigurationValues: Sendable {
 
     subscript(key: ConfigurationKey) -> ConfigurationValue {
         get {
-            guard let value = values[key.name] else { preconditionFailure("\(key.name) is missing from ConfigurationKey.all") }
+            guard let value = values[key.name] else {
+                preconditionFailure("\(key.name) is missing from ConfigurationKey.all")
+            }
             return value
         }
         set { values[key.name] = newValue }

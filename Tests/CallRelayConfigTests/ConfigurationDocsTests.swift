@@ -21,26 +21,30 @@ struct ConfigurationDocsTests {
         let url = Self.repositoryRoot.appendingPathComponent(relativePath)
         let generated = generate()
         if ProcessInfo.processInfo.environment["CALLRELAY_UPDATE_GOLDEN"] == "1" {
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try generated.write(to: url, atomically: true, encoding: .utf8)
             return
         }
         let checkedIn = try String(contentsOf: url, encoding: .utf8)
         #expect(
             checkedIn == generated,
-            "\(relativePath) is out of date: run scripts/gen-config-docs.sh (or CALLRELAY_UPDATE_GOLDEN=1 swift test --filter CallRelayConfigTests)")
+            "\(relativePath) is out of date: run scripts/gen-config-docs.sh (or CALLRELAY_UPDATE_GOLDEN=1 swift test --filter CallRelayConfigTests)"
+        )
     }
 
     @Test("the sample parses without any issue and gives the defaults")
     func sampleIsValid() {
-        let result = ConfigurationLoader.parse(text: ConfigurationDocs.sampleFile(), path: "callrelay.toml", environment: [:])
+        let result = ConfigurationLoader.parse(
+            text: ConfigurationDocs.sampleFile(), path: "callrelay.toml", environment: [:])
         #expect(result.issues.isEmpty)
         #expect(result.configuration == RelayConfiguration.defaults)
     }
 
     @Test("uncommenting every setting of the sample still gives the defaults")
     func sampleUncommented() {
-        let uncommented = ConfigurationDocs.sampleFile().split(separator: "\n", omittingEmptySubsequences: false).map { line in
+        let uncommented = ConfigurationDocs.sampleFile().split(separator: "\n", omittingEmptySubsequences: false).map {
+            line in
             line.hasPrefix("# ") && line.contains(" = ") ? String(line.dropFirst(2)) : String(line)
         }.joined(separator: "\n")
         let result = ConfigurationLoader.parse(text: uncommented, path: "callrelay.toml", environment: [:])
@@ -72,7 +76,8 @@ struct ConfigurationDocsTests {
         let reference = ConfigurationDocs.markdownReference()
         #expect(
             reference.hasPrefix(
-                "<!-- GENERATED from Sources/CallRelayConfig/ConfigurationKeys.swift by scripts/gen-config-docs.sh; do not edit -->\n"))
+                "<!-- GENERATED from Sources/CallRelayConfig/ConfigurationKeys.swift by scripts/gen-config-docs.sh; do not edit -->\n"
+            ))
         #expect(reference.contains("`--config PATH`"))
         #expect(reference.contains("`CALLRELAY_CONFIG`"))
         #expect(reference.contains("78"))

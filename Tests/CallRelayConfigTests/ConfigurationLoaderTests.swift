@@ -11,7 +11,9 @@ struct ConfigurationLoaderTests {
         #expect(ConfigurationLoader.resolvePath(flag: nil, environment: environment) == "/env/callrelay.toml")
         #expect(ConfigurationLoader.resolvePath(flag: "", environment: environment) == "/env/callrelay.toml")
         #expect(ConfigurationLoader.resolvePath(flag: nil, environment: [:]) == "/etc/callrelay/callrelay.toml")
-        #expect(ConfigurationLoader.resolvePath(flag: nil, environment: ["CALLRELAY_CONFIG": ""]) == "/etc/callrelay/callrelay.toml")
+        #expect(
+            ConfigurationLoader.resolvePath(flag: nil, environment: ["CALLRELAY_CONFIG": ""])
+                == "/etc/callrelay/callrelay.toml")
         #expect(ConfigurationLoader.resolvePath(flag: "relative.toml", environment: [:]) == "relative.toml")
         #expect(ConfigurationLoader.defaultPath == "/etc/callrelay/callrelay.toml")
     }
@@ -20,7 +22,8 @@ struct ConfigurationLoaderTests {
     func missingFile() {
         let result = ConfigurationLoader.load(path: "/nonexistent/callrelay.toml", environment: [:])
         #expect(result.configuration == nil)
-        #expect(result.issues.map(\.description) == ["/nonexistent/callrelay.toml: cannot read: No such file or directory"])
+        #expect(
+            result.issues.map(\.description) == ["/nonexistent/callrelay.toml: cannot read: No such file or directory"])
     }
 
     @Test("a directory cannot be read as a file")
@@ -74,18 +77,26 @@ struct ConfigurationLoaderTests {
 
     @Test("secrets from the environment replace the file's; set-but-empty does not")
     func environmentOverrides() throws {
-        let text = "[http]\ntoken = \"file-token-0123456789\"\n[mqtt]\nusername = \"relay\"\npassword = \"file-password\"\n"
+        let text =
+            "[http]\ntoken = \"file-token-0123456789\"\n[mqtt]\nusername = \"relay\"\npassword = \"file-password\"\n"
         let overridden = try #require(
-            check(text, environment: ["CALLRELAY_HTTP_TOKEN": "env-token-0123456789", "CALLRELAY_MQTT_PASSWORD": "env-password"])
-                .configuration)
+            check(
+                text,
+                environment: [
+                    "CALLRELAY_HTTP_TOKEN": "env-token-0123456789", "CALLRELAY_MQTT_PASSWORD": "env-password",
+                ]
+            )
+            .configuration)
         #expect(overridden.http.token == "env-token-0123456789")
         #expect(overridden.mqtt.password == "env-password")
 
-        let empty = try #require(check(text, environment: ["CALLRELAY_HTTP_TOKEN": "", "CALLRELAY_MQTT_PASSWORD": ""]).configuration)
+        let empty = try #require(
+            check(text, environment: ["CALLRELAY_HTTP_TOKEN": "", "CALLRELAY_MQTT_PASSWORD": ""]).configuration)
         #expect(empty.http.token == "file-token-0123456789")
         #expect(empty.mqtt.password == "file-password")
 
-        let onlyEnvironment = try #require(check("", environment: ["CALLRELAY_HTTP_TOKEN": "env-token-0123456789"]).configuration)
+        let onlyEnvironment = try #require(
+            check("", environment: ["CALLRELAY_HTTP_TOKEN": "env-token-0123456789"]).configuration)
         #expect(onlyEnvironment.http.token == "env-token-0123456789")
         #expect(check("", environment: ["OTHER": "x"]).configuration == RelayConfiguration.defaults)
     }

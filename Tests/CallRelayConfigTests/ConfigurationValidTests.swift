@@ -12,11 +12,14 @@ struct ConfigurationValidTests {
         let expected = RelayConfiguration(
             http: .init(listenHost: "::1", listenPort: 9090, token: "0123456789abcdef0123", maxBodyBytes: 131_072),
             mqtt: .init(
-                host: "broker.example.net", port: 8883, clientID: "gateway-7.site_a", username: "relay", password: "s3cret",
+                host: "broker.example.net", port: 8883, clientID: "gateway-7.site_a", username: "relay",
+                password: "s3cret",
                 topicPrefix: "acme/telephony", qos: 2, keepaliveSeconds: 60, caFile: "\(tls)/ca.pem",
                 certFile: "\(tls)/client.pem", keyFile: "\(tls)/client.key", tlsInsecure: true, maxInflight: 250,
                 reconnectMinMilliseconds: 1000, reconnectMaxMilliseconds: 60000),
-            storage: .init(path: "/data/callrelay/outbox.sqlite3", maxBytes: 2_147_483_648, retentionHours: 24, synchronous: .normal),
+            storage: .init(
+                path: "/data/callrelay/outbox.sqlite3", maxBytes: 2_147_483_648, retentionHours: 24,
+                synchronous: .normal),
             logLevel: "debug")
         #expect(result.configuration == expected)
         #expect(
@@ -34,7 +37,8 @@ struct ConfigurationValidTests {
             if line.hasPrefix("[") {
                 section = String(line.dropFirst().prefix { $0 != "]" })
             } else if let equals = line.firstIndex(of: "=") {
-                let leaf = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                let leaf = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
                 written.insert("\(section).\(leaf)")
             }
         }
@@ -48,16 +52,20 @@ struct ConfigurationValidTests {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         for key in ConfigurationKey.all {
             let without = lines.filter { line in
-                let leaf = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                let leaf = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
                 return leaf != key.leaf
             }
             #expect(without.count == lines.count - 1, "\(key.leaf) is written once in the fixture")
-            let result = ConfigurationLoader.parse(text: without.joined(separator: "\n"), path: "full", environment: [:])
+            let result = ConfigurationLoader.parse(
+                text: without.joined(separator: "\n"), path: "full", environment: [:])
             #expect(result.configuration != full, "\(key.name) is not read into RelayConfiguration")
         }
     }
 
-    @Test("an empty file, or one with only comments and blank lines, gives the defaults", arguments: ["", "\n\n", "# nothing\n   \n\t# set\n", "[http]\n[mqtt]\n[storage]\n[log]\n"])
+    @Test(
+        "an empty file, or one with only comments and blank lines, gives the defaults",
+        arguments: ["", "\n\n", "# nothing\n   \n\t# set\n", "[http]\n[mqtt]\n[storage]\n[log]\n"])
     func emptyFile(text: String) {
         let result = check(text)
         #expect(result.issues.isEmpty)
@@ -78,12 +86,16 @@ struct ConfigurationValidTests {
         #expect(
             defaults.mqtt
                 == .init(
-                    host: "127.0.0.1", port: 1883, clientID: "callrelay", username: "", password: "", topicPrefix: "piopiy", qos: 1,
-                    keepaliveSeconds: 30, caFile: nil, certFile: nil, keyFile: nil, tlsInsecure: false, maxInflight: 100,
+                    host: "127.0.0.1", port: 1883, clientID: "callrelay", username: "", password: "",
+                    topicPrefix: "piopiy", qos: 1,
+                    keepaliveSeconds: 30, caFile: nil, certFile: nil, keyFile: nil, tlsInsecure: false,
+                    maxInflight: 100,
                     reconnectMinMilliseconds: 500, reconnectMaxMilliseconds: 30000))
         #expect(
             defaults.storage
-                == .init(path: "/var/lib/callrelay/outbox.sqlite3", maxBytes: 1_073_741_824, retentionHours: 168, synchronous: .full))
+                == .init(
+                    path: "/var/lib/callrelay/outbox.sqlite3", maxBytes: 1_073_741_824, retentionHours: 168,
+                    synchronous: .full))
         #expect(defaults.logLevel == "info")
     }
 
@@ -100,10 +112,13 @@ struct ConfigurationValidTests {
         #expect(sub.mqtt.qos == 0)
     }
 
-    @Test("listen addresses", arguments: [
-        ("0.0.0.0:8080", "0.0.0.0", 8080), ("127.0.0.1:1", "127.0.0.1", 1), ("[::]:8080", "::", 8080),
-        ("[fe80::1%eth0]:80", "fe80::1%eth0", 80), ("gateway.local:65535", "gateway.local", 65535), ("localhost:443", "localhost", 443),
-    ])
+    @Test(
+        "listen addresses",
+        arguments: [
+            ("0.0.0.0:8080", "0.0.0.0", 8080), ("127.0.0.1:1", "127.0.0.1", 1), ("[::]:8080", "::", 8080),
+            ("[fe80::1%eth0]:80", "fe80::1%eth0", 80), ("gateway.local:65535", "gateway.local", 65535),
+            ("localhost:443", "localhost", 443),
+        ])
     func listenAddresses(text: String, host: String, port: Int) throws {
         let configuration = try #require(check("[http]\nlisten = \"\(text)\"\n").configuration)
         #expect(configuration.http.listenHost == host)

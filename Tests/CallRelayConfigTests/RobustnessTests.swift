@@ -17,8 +17,10 @@ struct SplitMix64: RandomNumberGenerator {
 @Suite("Robustness: no input crashes the reader")
 struct RobustnessTests {
     static let pieces: [String] = [
-        "\"", "'", "\"\"\"", "[", "]", "[[", "{", "}", "=", ".", ",", "#", "\n", "\r", "\r\n", "\t", " ", "\\", "\\u", "\\U0011FFFF",
-        "0x", "_", "+", "-", "1e", "inf", "nan", "true", "é", "😀", "\u{0}", "\u{A0}", "\u{201C}", "9999999999999999999999",
+        "\"", "'", "\"\"\"", "[", "]", "[[", "{", "}", "=", ".", ",", "#", "\n", "\r", "\r\n", "\t", " ", "\\", "\\u",
+        "\\U0011FFFF",
+        "0x", "_", "+", "-", "1e", "inf", "nan", "true", "é", "😀", "\u{0}", "\u{A0}", "\u{201C}",
+        "9999999999999999999999",
         "2024-01-01", "07:00", "[mqtt]", "mqtt.port = ", "= 1", "a.b.c", "{ x = 1 }", "[1, [2, [3", "'''",
     ]
 
@@ -46,7 +48,9 @@ struct RobustnessTests {
                 default:
                     let start = Int.random(in: 0...text.count, using: &random)
                     let length = Int.random(in: 0...60, using: &random)
-                    text.insert(contentsOf: text[start..<min(text.count, start + length)], at: Int.random(in: 0...text.count, using: &random))
+                    text.insert(
+                        contentsOf: text[start..<min(text.count, start + length)],
+                        at: Int.random(in: 0...text.count, using: &random))
                 }
             }
             var string = ""

@@ -8,7 +8,8 @@ struct TOMLParserTests {
     func values(_ text: String) -> [String: TOMLValue] {
         let (document, errors) = TOMLParser.parse(text)
         #expect(errors == [])
-        return Dictionary(document.entries.map { (TOMLText.key($0.key), $0.value) }, uniquingKeysWith: { first, _ in first })
+        return Dictionary(
+            document.entries.map { (TOMLText.key($0.key), $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 
     func errors(_ text: String) -> [TOMLSyntaxError] {
@@ -155,16 +156,26 @@ struct TOMLParserTests {
         #expect(errors("a.b = 1\na.c = 2\n") == [])
         #expect(errors("[a]\n[a]\n").map(\.message) == ["duplicate table [a], first defined at line 1"])
         #expect(errors("[a.b]\n[a]\n[a.b]\n").map(\.message) == ["duplicate table [a.b], first defined at line 1"])
-        #expect(errors("a = 1\n[a.b]\n").map(\.message) == ["cannot define table [a.b]: 'a' already has a value (line 1)"])
+        #expect(
+            errors("a = 1\n[a.b]\n").map(\.message) == ["cannot define table [a.b]: 'a' already has a value (line 1)"])
         #expect(errors("a = 1\n[a]\n").map(\.message) == ["table [a] clashes with the key 'a' defined at line 1"])
         #expect(errors("a = 1\na.b = 2\n").map(\.message) == ["cannot define 'a.b': 'a' already has a value (line 1)"])
         #expect(
             errors("[a.b.c]\nz = 9\n[a]\nb.c.t = 1\n").map(\.message) == [
                 "cannot define 'a.b.c.t' with a dotted key: table [a.b] has its own header (line 1); write the key under it"
             ])
-        #expect(errors("[fruit]\napple.color = \"red\"\n[fruit.apple]\n").map(\.message) == ["table [fruit.apple] was already defined with dotted keys at line 2"])
-        #expect(errors("a = {}\n[a.b]\n").map(\.message) == ["cannot define table [a.b]: 'a' is an inline table (line 1), which cannot be extended"])
-        #expect(errors("a = { b = { c = 1 }, b.d = 2 }").map(\.message) == ["cannot define 'b.d': 'b' is an inline table (line 1), which cannot be extended"])
+        #expect(
+            errors("[fruit]\napple.color = \"red\"\n[fruit.apple]\n").map(\.message) == [
+                "table [fruit.apple] was already defined with dotted keys at line 2"
+            ])
+        #expect(
+            errors("a = {}\n[a.b]\n").map(\.message) == [
+                "cannot define table [a.b]: 'a' is an inline table (line 1), which cannot be extended"
+            ])
+        #expect(
+            errors("a = { b = { c = 1 }, b.d = 2 }").map(\.message) == [
+                "cannot define 'b.d': 'b' is an inline table (line 1), which cannot be extended"
+            ])
     }
 
     @Test("keys under a broken header are checked for syntax but not stored")

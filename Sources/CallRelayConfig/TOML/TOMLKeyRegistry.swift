@@ -42,11 +42,15 @@ struct TOMLKeyRegistry {
             case .value:
                 throw TOMLSyntaxError(
                     line: line,
-                    message: "cannot define table [\(name)]: '\(TOMLText.key(prefix))' already has a value (line \(node.line))")
+                    message:
+                        "cannot define table [\(name)]: '\(TOMLText.key(prefix))' already has a value (line \(node.line))"
+                )
             case .inlineTable:
                 throw TOMLSyntaxError(
                     line: line,
-                    message: "cannot define table [\(name)]: '\(TOMLText.key(prefix))' is an inline table (line \(node.line)), which cannot be extended")
+                    message:
+                        "cannot define table [\(name)]: '\(TOMLText.key(prefix))' is an inline table (line \(node.line)), which cannot be extended"
+                )
             case .headerTable, .implicitTable, .dottedTable:
                 continue
             }
@@ -71,7 +75,8 @@ struct TOMLKeyRegistry {
 
     /// Defines `path` (the full key) as a value. `tableDepth` is how many leading parts of `path`
     /// name the current `[header]` table; the parts after it up to the last are dotted-key tables.
-    mutating func defineValue(_ path: [String], tableDepth: Int, isInlineTable: Bool, line: Int) throws(TOMLSyntaxError) {
+    mutating func defineValue(_ path: [String], tableDepth: Int, isInlineTable: Bool, line: Int) throws(TOMLSyntaxError)
+    {
         let name = TOMLText.key(path)
         if tableDepth + 1 < path.count {
             for length in (tableDepth + 1)..<path.count {
@@ -91,11 +96,15 @@ struct TOMLKeyRegistry {
                 case .inlineTable:
                     throw TOMLSyntaxError(
                         line: line,
-                        message: "cannot define '\(name)': '\(prefixName)' is an inline table (line \(node.line)), which cannot be extended")
+                        message:
+                            "cannot define '\(name)': '\(prefixName)' is an inline table (line \(node.line)), which cannot be extended"
+                    )
                 case .headerTable, .implicitTable:
                     throw TOMLSyntaxError(
                         line: line,
-                        message: "cannot define '\(name)' with a dotted key: table [\(prefixName)] has its own header (line \(node.line)); write the key under it")
+                        message:
+                            "cannot define '\(name)' with a dotted key: table [\(prefixName)] has its own header (line \(node.line)); write the key under it"
+                    )
                 }
             }
         }

@@ -16,8 +16,12 @@ enum TOMLParser {
     /// After this many syntax errors the parser stops (a binary or unrelated file).
     static let maximumErrors = 20
 
-    static func parse(_ text: String) -> (document: TOMLDocument, errors: [TOMLSyntaxError]) {
-        var parser = Parser(bytes: Array(text.utf8))
+    /// `secretKeys`: full paths whose values never appear in messages (a key under them, or with
+    /// the same last part, gets its value shown as `***`).
+    static func parse(_ text: String, secretKeys: Set<[String]> = []) -> (
+        document: TOMLDocument, errors: [TOMLSyntaxError]
+    ) {
+        var parser = Parser(bytes: Array(text.utf8), secretKeys: secretKeys)
         parser.run()
         return (parser.document, parser.errors)
     }
@@ -48,7 +52,8 @@ private enum Byte {
 
     static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
     static func isLetter(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
     }
     static func hexValue(_ byte: UInt8) -> UInt32? {
         switch byte {
@@ -83,9 +88,13 @@ private struct Parser {
     /// The `[header]` keys go under; nil after a broken header, so its keys are checked for
     /// syntax but not stored (they would otherwise land in the wrong table).
     var currentTable: [String]? = []
+    let secretKeys: Set<[String]>
+    /// True while reading the value of a secret key: messages show `***` instead of its text.
+    var hidesValue = false
 
-    init(bytes: [UInt8]) {
+    init(bytes: [UInt8], secretKeys: Set<[String]>) {
         self.bytes = bytes
+        self.secretKeys = secretKeys
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
     }
 
@@ -195,7 +204,17 @@ private struct Parser {
         }
     }
 
+    /// File text for a message, or `***` inside a secret's value.
+    func shown(_ text: String) -> String {
+        hidesValue ? "***" : TOMLText.printable(text)
+    }
+
+    func isSecret(_ path: [String]) -> Bool {
+        secretKeys.contains { secret in secret.starts(with: path) || secret.last == path.last }
+    }
+
     mutating func parseLine() throws(TOMLSyntaxError) {
+        hidesValue = false
         skipSpaces()
         guard let byte = peek() else { return }
         switch byte {
@@ -229,7 +248,7 @@ private struct Parser {
             while !isAtLineEnd, peek() != Byte.hash, peek() != Byte.carriageReturn { advance() }
             let text = String(decoding: bytes[start..<index], as: UTF8.self)
                 .trimmingSuffix(while: { $0 == " " || $0 == "\t" })
-            throw error("unexpected text after \(what): '\(TOMLText.printable(text))' (start a comment with '#')")
+            throw error("unexpected text after \(what): '\(shown(text))' (start a comment with '#')")
         }
         consumeLineEnd()
     }
@@ -257,7 +276,9 @@ private struct Parser {
             if isAtLineEnd || peek() == Byte.hash {
                 throw error("table header [\(TOMLText.key(key)) is missing its closing ']'")
             }
-            throw error("unexpected \(describeCurrent()) in table header [\(TOMLText.key(key)); table names are separated by '.'")
+            throw error(
+                "unexpected \(describeCurrent()) in table header [\(TOMLText.key(key)); table names are separated by '.'"
+            )
         }
         advance()  // ]
         if registry.isHeaderTable(key) {
@@ -316,6 +337,7 @@ private struct Parser {
         let keyLine = line
         let key = try parseKey(in: "a key")
         let name = TOMLText.key(key)
+        hidesValue = isSecret((currentTable ?? []) + key)
         skipSpaces()
         guard peek() == Byte.equals else {
             if isAtLineEnd || peek() == Byte.hash {
@@ -381,7 +403,8 @@ private struct Parser {
         var buffer: [UInt8] = []
         while true {
             guard let byte = peek(), !isAtLineEnd else {
-                throw TOMLSyntaxError(line: startLine, message: "unterminated string: add the closing '\"' on the same line")
+                throw TOMLSyntaxError(
+                    line: startLine, message: "unterminated string: add the closing '\"' on the same line")
             }
             switch byte {
             case Byte.quote:
@@ -394,7 +417,8 @@ private struct Parser {
                 buffer.append(byte)
                 advance()
             case 0..<0x20, 0x7F:
-                throw error("control character \(describeCurrent()) is not allowed in a string; write an escape such as \\t")
+                throw error(
+                    "control character \(describeCurrent()) is not allowed in a string; write an escape such as \\t")
             default:
                 buffer.append(byte)
                 advance()
@@ -441,7 +465,9 @@ private struct Parser {
             advance()
         }
         guard let scalar = Unicode.Scalar(value) else {
-            throw error("escape '\\\(width == 4 ? "u" : "U")\(TOMLText.hex(value, width: width))' is not a valid Unicode character")
+            throw error(
+                "escape '\\\(width == 4 ? "u" : "U")\(TOMLText.hex(value, width: width))' is not a valid Unicode character"
+            )
         }
         buffer.append(contentsOf: String(Character(scalar)).utf8)
     }
@@ -452,7 +478,8 @@ private struct Parser {
         let start = index
         while true {
             guard let byte = peek(), !isAtLineEnd else {
-                throw TOMLSyntaxError(line: startLine, message: "unterminated string: add the closing \"'\" on the same line")
+                throw TOMLSyntaxError(
+                    line: startLine, message: "unterminated string: add the closing \"'\" on the same line")
             }
             if byte == Byte.apostrophe {
                 let text = String(decoding: bytes[start..<index], as: UTF8.self)
@@ -511,7 +538,8 @@ private struct Parser {
             let key = try parseKey(in: "the inline table")
             skipSpaces()
             guard peek() == Byte.equals else {
-                throw error("expected '=' after key '\(TOMLText.key(key))' in the inline table, found \(describeCurrent())")
+                throw error(
+                    "expected '=' after key '\(TOMLText.key(key))' in the inline table, found \(describeCurrent())")
             }
             advance()
             skipSpaces()
@@ -547,6 +575,7 @@ private struct Parser {
             throw error("expected a value, found \(describeCurrent())")
         }
         let text = String(decoding: token, as: UTF8.self)
+        let display = shown(text)
         switch text {
         case "true": return .boolean(true)
         case "false": return .boolean(false)
@@ -556,16 +585,17 @@ private struct Parser {
         default: break
         }
         if Self.looksLikeDateOrTime(token) {
-            throw error("dates and times are not supported by callrelay; write '\(text)' in quotes if it is meant as text")
+            throw error(
+                "dates and times are not supported by callrelay; write '\(display)' in quotes if it is meant as text")
         }
         if Byte.isDigit(first) || first == Byte.plus || first == Byte.minus || first == Byte.dot {
-            return try parseNumber(token, text: text)
+            return try parseNumber(token, text: display)
         }
         switch text.lowercased() {
         case "true", "false":
-            throw error("invalid value '\(text)': booleans are written in lowercase, true or false")
+            throw error("invalid value '\(display)': booleans are written in lowercase, true or false")
         case "yes", "no", "on", "off":
-            throw error("invalid value '\(text)': write true or false")
+            throw error("invalid value '\(display)': write true or false")
         default:
             break
         }
@@ -576,7 +606,9 @@ private struct Parser {
             .trimmingSuffix(while: { $0 == " " || $0 == "\t" })
         index = start
         if Byte.isLetter(first) || first == Byte.underscore || first == Byte.colon || first == UInt8(ascii: "/") {
-            throw error("invalid value '\(TOMLText.printable(written))': text must be in quotes, for example \(TOMLText.quoted(written))")
+            throw error(
+                "invalid value '\(shown(written))': text must be in quotes, for example \(TOMLText.quoted(hidesValue ? "***" : written))"
+            )
         }
         throw error("invalid value: expected a string in quotes, a number, true or false, found \(describeCurrent())")
     }
@@ -591,6 +623,7 @@ private struct Parser {
         return false
     }
 
+    /// `text` is the token as shown in messages.
     func parseNumber(_ token: [UInt8], text: String) throws(TOMLSyntaxError) -> TOMLValue {
         if token.count > 2 && token[0] == UInt8(ascii: "0") {
             let radix: Int64? =
@@ -603,7 +636,7 @@ private struct Parser {
             if let radix { return .integer(try parsePrefixedInteger(Array(token[2...]), radix: radix, text: text)) }
         }
         if token == Array("0x".utf8) || token == Array("0o".utf8) || token == Array("0b".utf8) {
-            throw error("invalid number '\(text)': digits must follow '\(text)'")
+            throw error("invalid number '\(text)': digits must follow it")
         }
         let isFloat = token.contains(Byte.dot) || token.contains(UInt8(ascii: "e")) || token.contains(UInt8(ascii: "E"))
         if isFloat { return .float(try parseFloat(token, text: text)) }
@@ -611,7 +644,9 @@ private struct Parser {
     }
 
     /// Checks `_` placement (only between two digits) and returns the digits without `_`.
-    func digitsWithoutUnderscores(_ digits: ArraySlice<UInt8>, text: String, isDigit: (UInt8) -> Bool) throws(TOMLSyntaxError) -> [UInt8] {
+    func digitsWithoutUnderscores(_ digits: ArraySlice<UInt8>, text: String, isDigit: (UInt8) -> Bool)
+        throws(TOMLSyntaxError) -> [UInt8]
+    {
         var result: [UInt8] = []
         var previousWasDigit = false
         for byte in digits {
@@ -649,7 +684,8 @@ private struct Parser {
         for digit in digits {
             let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
             let amount = Int64(digit - UInt8(ascii: "0"))
-            let (next, overflow2) = negative ? shifted.subtractingReportingOverflow(amount) : shifted.addingReportingOverflow(amount)
+            let (next, overflow2) =
+                negative ? shifted.subtractingReportingOverflow(amount) : shifted.addingReportingOverflow(amount)
             guard !overflow1 && !overflow2 else {
                 throw error("integer '\(text)' is too large")
             }
