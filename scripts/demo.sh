@@ -20,6 +20,8 @@ bin="$root/.build/release/callrelay"
 
 pids=()
 cleanup() {
+  [ -n "${cleaned:-}" ] && return
+  cleaned=1
   echo; echo "==> stopping"
   [ -n "${relay_pid:-}" ] && kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -72,6 +72,8 @@ package final class DeliveryPump: Sendable {
 
     package let publishedCount = Atomic<Int>(0)
     package let acknowledgedCount = Atomic<Int>(0)
+    /// Publishes the MQTT client refused (not counting "not connected"); each is retried.
+    package let failedCount = Atomic<Int>(0)
 
     package init(store: any DeliveryStore, transport: any DeliveryTransport, qos: Int32, window: Int, logger: Logger) {
         self.store = store
@@ -169,6 +171,7 @@ package final class DeliveryPump: Sendable {
             case .notConnected:
                 stoppedEarly = true
             case .failed(let reason):
+                failedCount.add(1, ordering: .relaxed)
                 logger.warning("publish refused by the MQTT client; will retry", metadata: ["seq": "\(item.seq)", "error": "\(reason)"])
                 stoppedEarly = true
             }

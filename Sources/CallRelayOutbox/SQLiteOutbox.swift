@@ -119,6 +119,8 @@ package final class SQLiteOutbox: Sendable {
     private let waiting = Mutex(Waiting())
     private let retentionMilliseconds: Int64
     private let logger: Logger
+    /// In-memory counters for `/metrics`.
+    package let metrics = OutboxMetrics()
 
     /// Opens (creating if needed) the outbox at `path`.
     package init(
@@ -149,7 +151,11 @@ package final class SQLiteOutbox: Sendable {
             commit: try db.prepare("COMMIT"),
             rollback: try db.prepare("ROLLBACK"))
         connection = Mutex(conn)
+        let initial = try Self.readStats(db)
+        metrics.pending.store(initial.pending, ordering: .relaxed)
+        metrics.oldestPendingReceivedAtMilliseconds.store(initial.oldestPendingReceivedAtMilliseconds ?? 0, ordering: .relaxed)
         schedulePrune(after: 5)
+        scheduleGaugeRefresh()
     }
 
     static func migrate(_ db: SQLiteDatabase) throws(SQLiteError) {
@@ -226,12 +232,18 @@ package final class SQLiteOutbox: Sendable {
             return (appends, marks, w.committedListener)
         }
         if appends.isEmpty && marks.isEmpty { return }
-        let result: Result<[AppendOutcome], OutboxError> = connection.withLock { conn in
+        let started = Self.monotonicSeconds()
+        let result = connection.withLock { conn -> Result<(outcomes: [AppendOutcome], marked: Int), OutboxError> in
             guard let conn else { return .failure(.closed) }
             return Self.write(conn, appends: appends.map(\.0), marks: marks, now: Self.nowMilliseconds())
         }
         switch result {
-        case .success(let outcomes):
+        case .success(let (outcomes, marked)):
+            metrics.recordCommit(seconds: Self.monotonicSeconds() - started)
+            let storedCount = outcomes.reduce(0) { if case .stored = $1 { $0 + 1 } else { $0 } }
+            metrics.stored.add(storedCount, ordering: .relaxed)
+            metrics.duplicates.add(outcomes.count - storedCount, ordering: .relaxed)
+            metrics.pending.add(storedCount - marked, ordering: .relaxed)
             waiting.withLock { $0.lastWriteFailed = false }
             for (index, outcome) in outcomes.enumerated() { appends[index].1(.success(outcome)) }
             if outcomes.contains(where: { if case .stored = $0 { true } else { false } }) { listener?() }
@@ -241,12 +253,15 @@ package final class SQLiteOutbox: Sendable {
                 // Marks stay valid: keep them for the next flush.
                 w.marks.insert(contentsOf: marks, at: 0)
             }
+            metrics.writeFailures.add(1, ordering: .relaxed)
             logger.error("outbox write failed", metadata: ["error": "\(error)", "batch": "\(appends.count)"])
             for append in appends { append.1(.failure(error)) }
         }
     }
 
-    private static func write(_ c: Connection, appends: [OutboxEvent], marks: [Int64], now: Int64) -> Result<[AppendOutcome], OutboxError> {
+    private static func write(_ c: Connection, appends: [OutboxEvent], marks: [Int64], now: Int64)
+        -> Result<(outcomes: [AppendOutcome], marked: Int), OutboxError>
+    {
         do throws(SQLiteError) {
             try c.begin.run()
             var outcomes: [AppendOutcome] = []
@@ -264,17 +279,19 @@ package final class SQLiteOutbox: Sendable {
                     try c.insert.run()
                     outcomes.append(c.db.changes > 0 ? .stored(id: e.id) : .duplicate(id: e.id))
                 }
+                var marked = 0
                 for seq in marks {
                     c.markDelivered.bind(1, seq)
                     c.markDelivered.bind(2, now)
                     try c.markDelivered.run()
+                    marked += c.db.changes
                 }
                 try c.commit.run()
+                return .success((outcomes, marked))
             } catch {
                 try? c.rollback.run()
                 throw error
             }
-            return .success(outcomes)
         } catch {
             return .failure(error.isFull ? .full(error.message) : .storage(error.description))
         }
@@ -333,6 +350,22 @@ package final class SQLiteOutbox: Sendable {
             lastDeliveredAtMilliseconds: d.isNull(1) ? nil : d.int64(1))
     }
 
+    // MARK: Gauges
+
+    private func scheduleGaugeRefresh() {
+        queue.asyncAfter(deadline: .now() + .seconds(5)) { [weak self] in
+            guard let self else { return }
+            let open: Bool = self.connection.withLock { conn in
+                guard let conn else { return false }
+                // The oldest pending row is the lowest pending seq: one index probe.
+                let oldest = try? conn.db.scalarInt("SELECT received_at FROM events WHERE delivered_at IS NULL ORDER BY seq LIMIT 1")
+                self.metrics.oldestPendingReceivedAtMilliseconds.store((oldest ?? nil) ?? 0, ordering: .relaxed)
+                return true
+            }
+            if open { self.scheduleGaugeRefresh() }
+        }
+    }
+
     // MARK: Retention
 
     private func schedulePrune(after seconds: Int) {
@@ -378,6 +411,12 @@ package final class SQLiteOutbox: Sendable {
                 conn = nil
             }
         }
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     package static func nowMilliseconds() -> Int64 {
