@@ -17,11 +17,20 @@ package struct CallRelayCommand: AsyncParsableCommand {
         commandName: "callrelay",
         abstract: "Relays PIOPIY call webhooks to MQTT, storing each durably in SQLite before answering.",
         discussion: """
-            The config file is chosen by --config, else $CALLRELAY_CONFIG, else /etc/callrelay/callrelay.toml.
-            Exit codes: 0 ok, 64 usage error, 69 unavailable, 78 invalid configuration.
+            The config file is chosen by --config, else $CALLRELAY_CONFIG, else /etc/callrelay/callrelay.toml. \
+            The environment variables CALLRELAY_HTTP_TOKEN and CALLRELAY_MQTT_PASSWORD, when set, replace \
+            http.token and mqtt.password.
+
+            Installed from the .deb, systemd runs "callrelay run" as the callrelay user (callrelay.service); \
+            its log is in journalctl -u callrelay. To check an installation: sudo callrelay check-config \
+            --connect, then sudo callrelay send-test.
+
+            Exit codes: 0 ok; 1 send-test failed; 64 usage error; 69 unavailable (a check-config --connect \
+            stage failed); 73 cannot start (outbox or listening socket); 78 invalid configuration.
+            "callrelay help COMMAND" or "callrelay COMMAND --help" describes each command.
             """,
         version: callrelayVersion,
-        subcommands: [RunCommand.self, CheckConfigCommand.self])
+        subcommands: [RunCommand.self, CheckConfigCommand.self, SendTestCommand.self])
 
     package init() {}
 }

@@ -29,3 +29,10 @@ func loadConfiguration(flag: String?) -> (RelayConfiguration?, path: String) {
     for issue in result.issues { printError(issue.description) }
     return (result.configuration, path)
 }
+
+/// Writes one line to stdout now (stdout is a pipe under systemd or a test, so `print` alone
+/// would hold the line back until exit).
+func printLine(_ text: String) {
+    print(text)
+    fflush(nil)  // all output streams; `stdout` itself is a C global Swift 6 will not touch
+}

@@ -72,7 +72,7 @@ package final class Daemon: Sendable {
         client.start()
 
         let metrics = IngestMetrics()
-        let metricsText = MetricsText(ingest: metrics, pump: pump, client: client)
+        let metricsText = MetricsText(ingest: metrics, pump: pump, client: client, outbox: outbox)
         let ingest: IngestServer
         do {
             ingest = try await IngestServer.start(

@@ -1,32 +1,124 @@
 import CallRelayDelivery
 import CallRelayIngest
 import CallRelayMQTT
+import CallRelayOutbox
 import Synchronization
 
-/// `/metrics` in Prometheus text format, from counters only (never a database query on the
-/// event loop).
+/// `GET /metrics` in the Prometheus text exposition format (version 0.0.4).
+///
+/// Rendered on an NIO event loop, so it reads only in-memory counters and gauges (atomics and the
+/// pump's small lock), never the database. Names follow the Prometheus conventions: a
+/// `callrelay_` prefix, base units (`_seconds`), `_total` on counters, one HELP and TYPE line per
+/// family. docs/operations.md lists them with what to alert on.
 struct MetricsText: Sendable {
     let ingest: IngestMetrics
     let pump: DeliveryPump
     let client: MosquittoClient
+    let outbox: SQLiteOutbox
 
-    func render() -> String {
-        var out = "# HELP callrelay_webhooks_total Webhooks received, by endpoint and result.\n# TYPE callrelay_webhooks_total counter\n"
+    func render() -> String { render(nowMilliseconds: SQLiteOutbox.nowMilliseconds()) }
+
+    func render(nowMilliseconds: Int64) -> String {
+        var out = PrometheusText()
+
+        // HTTP intake.
+        out.family(
+            "callrelay_webhooks_total", .counter,
+            "Webhooks received, by endpoint (cdr, live, combined) and result (stored, duplicate, bad_request, unauthorized, too_large, unavailable).")
         for endpoint in IngestMetrics.Endpoint.allCases {
             for result in IngestMetrics.Result.allCases {
-                out += "callrelay_webhooks_total{endpoint=\"\(endpoint.rawValue)\",result=\"\(result.rawValue)\"} \(ingest.count(endpoint, result))\n"
+                out.sample(
+                    "callrelay_webhooks_total", labels: [("endpoint", endpoint.rawValue), ("result", result.rawValue)],
+                    ingest.count(endpoint, result))
             }
         }
-        out += "# HELP callrelay_mqtt_published_total Events handed to the MQTT client.\n# TYPE callrelay_mqtt_published_total counter\n"
-        out += "callrelay_mqtt_published_total \(pump.publishedCount.load(ordering: .relaxed))\n"
-        out += "# HELP callrelay_mqtt_acknowledged_total Events acknowledged by the broker (they left the outbox).\n# TYPE callrelay_mqtt_acknowledged_total counter\n"
-        out += "callrelay_mqtt_acknowledged_total \(pump.acknowledgedCount.load(ordering: .relaxed))\n"
-        out += "# HELP callrelay_mqtt_inflight Publishes waiting for the broker's acknowledgement.\n# TYPE callrelay_mqtt_inflight gauge\n"
-        out += "callrelay_mqtt_inflight \(pump.inflightCount)\n"
-        out += "# HELP callrelay_mqtt_connected 1 while connected to the broker.\n# TYPE callrelay_mqtt_connected gauge\n"
-        out += "callrelay_mqtt_connected \(client.isConnected ? 1 : 0)\n"
-        out += "# HELP callrelay_mqtt_reconnects_total Connections lost.\n# TYPE callrelay_mqtt_reconnects_total counter\n"
-        out += "callrelay_mqtt_reconnects_total \(client.reconnects.load(ordering: .relaxed))\n"
-        return out
+
+        // Outbox.
+        let m = outbox.metrics
+        out.family("callrelay_outbox_stored_total", .counter, "Events committed to the outbox (each answered 200 with duplicate false).")
+        out.sample("callrelay_outbox_stored_total", m.stored.load(ordering: .relaxed))
+        out.family("callrelay_outbox_duplicates_total", .counter, "Webhooks recognized as a re-send of a stored event (answered 200 with duplicate true, not published again).")
+        out.sample("callrelay_outbox_duplicates_total", m.duplicates.load(ordering: .relaxed))
+        out.family("callrelay_outbox_write_failures_total", .counter, "Outbox writes that failed (answered 503): outbox full or storage errors.")
+        out.sample("callrelay_outbox_write_failures_total", m.writeFailures.load(ordering: .relaxed))
+        out.family("callrelay_outbox_pending_events", .gauge, "Events stored and not yet acknowledged by the broker.")
+        out.sample("callrelay_outbox_pending_events", m.pending.load(ordering: .relaxed))
+        let oldest = m.oldestPendingReceivedAtMilliseconds.load(ordering: .relaxed)
+        out.family(
+            "callrelay_outbox_oldest_pending_age_seconds", .gauge,
+            "Age of the oldest event waiting for the broker, 0 when none waits (refreshed every few seconds).")
+        out.sample("callrelay_outbox_oldest_pending_age_seconds", oldest == 0 ? 0 : Double(max(0, nowMilliseconds - oldest)) / 1000)
+        // Dead letters: the lead adds `callrelay_outbox_dead_letters` (a gauge from
+        // `OutboxMetrics.deadLetters`) here, next to the other outbox families.
+        let histogram = m.commitHistogram()
+        out.family(
+            "callrelay_outbox_commit_duration_seconds", .histogram,
+            "Duration of outbox group commits (BEGIN to COMMIT, including the fsync); each commit holds up to 512 webhooks.")
+        for bucket in histogram.buckets {
+            out.sample("callrelay_outbox_commit_duration_seconds_bucket", labels: [("le", PrometheusText.number(bucket.le))], bucket.count)
+        }
+        out.sample("callrelay_outbox_commit_duration_seconds_sum", histogram.sum)
+        out.sample("callrelay_outbox_commit_duration_seconds_count", histogram.count)
+
+        // MQTT.
+        out.family("callrelay_mqtt_connected", .gauge, "1 while connected to the broker, else 0.")
+        out.sample("callrelay_mqtt_connected", client.isConnected ? 1 : 0)
+        out.family("callrelay_mqtt_reconnects_total", .counter, "Broker connections lost (each followed by reconnect attempts with backoff).")
+        out.sample("callrelay_mqtt_reconnects_total", client.reconnects.load(ordering: .relaxed))
+        out.family("callrelay_mqtt_published_total", .counter, "Events handed to the MQTT client for publishing (re-publishes after a reconnect count again).")
+        out.sample("callrelay_mqtt_published_total", pump.publishedCount.load(ordering: .relaxed))
+        out.family(
+            "callrelay_mqtt_acknowledged_total", .counter,
+            "Events acknowledged by the broker (PUBACK, PUBCOMP; QoS 0: written), after which they leave the outbox.")
+        out.sample("callrelay_mqtt_acknowledged_total", pump.acknowledgedCount.load(ordering: .relaxed))
+        out.family("callrelay_mqtt_failed_total", .counter, "Publishes the MQTT client refused (not counting \"not connected\"); each is retried.")
+        out.sample("callrelay_mqtt_failed_total", pump.failedCount.load(ordering: .relaxed))
+        out.family("callrelay_mqtt_inflight_messages", .gauge, "Publishes waiting for the broker's acknowledgement (at most mqtt.max_inflight).")
+        out.sample("callrelay_mqtt_inflight_messages", pump.inflightCount)
+        return out.text
+    }
+}
+
+/// Builds the text exposition format: HELP/TYPE lines and samples.
+struct PrometheusText {
+    enum Kind: String {
+        case counter, gauge, histogram
+    }
+
+    private(set) var text = ""
+
+    mutating func family(_ name: String, _ kind: Kind, _ help: String) {
+        let escaped = help.replacing("\\", with: "\\\\").replacing("\n", with: "\\n")
+        text += "# HELP \(name) \(escaped)\n# TYPE \(name) \(kind.rawValue)\n"
+    }
+
+    mutating func sample(_ name: String, labels: [(String, String)] = [], _ value: Int) {
+        line(name, labels, String(value))
+    }
+
+    mutating func sample(_ name: String, labels: [(String, String)] = [], _ value: Double) {
+        line(name, labels, Self.number(value))
+    }
+
+    private mutating func line(_ name: String, _ labels: [(String, String)], _ value: String) {
+        text += name
+        if !labels.isEmpty {
+            text += "{"
+            text += labels.map { key, value in
+                let escaped = value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
+                return "\(key)=\"\(escaped)\""
+            }.joined(separator: ",")
+            text += "}"
+        }
+        text += " \(value)\n"
+    }
+
+    /// `0.005`, `1`, `2.5`, `+Inf`.
+    static func number(_ value: Double) -> String {
+        if value == .infinity { return "+Inf" }
+        if value == -.infinity { return "-Inf" }
+        if value.isNaN { return "NaN" }
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
     }
 }

@@ -18,17 +18,39 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
+    /// A second listener with TLS, on 127.0.0.1 (PEM files; key files must be readable by the
+    /// `mosquitto` user the broker drops to when started as root).
+    public struct TLSListener: Sendable {
+        public var caFile: String
+        public var certFile: String
+        public var keyFile: String
+        /// Clients must present a certificate signed by `caFile`.
+        public var requireCertificate: Bool
+        public init(caFile: String, certFile: String, keyFile: String, requireCertificate: Bool = false) {
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+            self.requireCertificate = requireCertificate
+        }
+    }
+
     public let port: Int
+    /// The TLS listener's port, when started with `tls:`.
+    public let tlsPort: Int?
     public let directory: URL
     private let extraConfig: String
+    private let tls: TLSListener?
     private let persistent: Bool
     private var pid: pid_t?
 
     /// - Parameters:
     ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`).
     ///   - persistent: keep sessions and queued messages across `stop()`/`start()`.
-    public init(port: Int? = nil, persistent: Bool = false, extraConfig: String = "") throws {
+    ///   - tls: also listen with TLS on `tlsPort`.
+    public init(port: Int? = nil, persistent: Bool = false, extraConfig: String = "", tls: TLSListener? = nil) throws {
         self.port = try port ?? freeTCPPort()
+        self.tls = tls
+        self.tlsPort = tls == nil ? nil : try freeTCPPort()
         self.extraConfig = extraConfig
         self.persistent = persistent
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("callrelay-broker-\(UUID().uuidString)")
@@ -57,6 +79,7 @@ public final class MosquittoBroker: @unchecked Sendable {
         log_type warning
         log_type notice
         \(extraConfig)
+        \(tlsListenerConfig)
 
         """.write(to: conf, atomically: true, encoding: .utf8)
         chmod(directory.path, 0o777)
@@ -64,12 +87,23 @@ public final class MosquittoBroker: @unchecked Sendable {
         pid = child
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if canConnect(port: port) { return }
+            if canConnect(port: port) && (tlsPort.map { canConnect(port: $0) } ?? true) { return }
             if isExited(child) { pid = nil; break }
             usleep(20_000)
         }
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         throw BrokerError.didNotStart(text)
+    }
+
+    private var tlsListenerConfig: String {
+        guard let tls, let tlsPort else { return "" }
+        return """
+            listener \(tlsPort) 127.0.0.1
+            cafile \(tls.caFile)
+            certfile \(tls.certFile)
+            keyfile \(tls.keyFile)
+            require_certificate \(tls.requireCertificate)
+            """
     }
 
     /// Stops the broker (SIGTERM, then SIGKILL after 5 s) and waits until the port is closed.

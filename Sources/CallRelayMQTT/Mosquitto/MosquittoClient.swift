@@ -73,6 +73,10 @@ package final class MosquittoClient: Sendable {
         var connected = false
         var thread: pthread_t?
         var subscriptions: [(String, Int32)] = []
+        /// The last error line libmosquitto logged (e.g. the OpenSSL reason of a TLS failure).
+        var lastLibraryError: String?
+        /// A CONNACK or a disconnect callback arrived since the last connect attempt began.
+        var attemptReported = false
     }
 
     private static let libraryInit: Bool = {
@@ -86,6 +90,9 @@ package final class MosquittoClient: Sendable {
     private let onEvent: @Sendable (MQTTClientEvent) -> Void
     private let logger: Logger
     package let reconnects = Atomic<Int>(0)
+    /// SUBACKs received (every subscription, after every connect); lets a caller wait until its
+    /// subscription is active before causing the message it waits for.
+    package let subscriptionsAcknowledged = Atomic<Int>(0)
 
     package init(
         options: MQTTConnectionOptions, logger: Logger = Logger(label: "callrelay.mqtt"),
@@ -104,6 +111,7 @@ package final class MosquittoClient: Sendable {
         mosquitto_disconnect_callback_set(raw, onDisconnectC)
         mosquitto_publish_callback_set(raw, onPublishC)
         mosquitto_message_callback_set(raw, onMessageC)
+        mosquitto_subscribe_callback_set(raw, onSubscribeC)
         mosquitto_threaded_set(raw, true)
         mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
         mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1)
@@ -161,12 +169,17 @@ package final class MosquittoClient: Sendable {
         var lastFailure = ""
         while isRunning {
             if needConnect {
+                // libmosquitto's log is only listened to while connecting: it formats a line per packet,
+                // and connecting is when its error lines explain something (the OpenSSL reason of a TLS
+                // failure). `handleConnect` turns it off again.
+                mosquitto_log_callback_set(raw, onLogC)
+                state.withLock { $0.attemptReported = false }
                 let rc = everConnected
                     ? mosquitto_reconnect(raw)
                     : mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
                 if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
-                    let reason = rc == Int32(MOSQ_ERR_ERRNO.rawValue)
-                        ? String(cString: strerror(errno)) : MosquittoError(code: rc).description
+                    let reason = withLibraryDetail(
+                        rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
                     if reason != lastFailure {
                         logger.warning(
                             "broker unreachable, retrying with backoff",
@@ -184,6 +197,23 @@ package final class MosquittoClient: Sendable {
             let rc = mosquitto_loop(raw, 100, 1)
             if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
                 guard isRunning else { break }
+                // A connection that failed before any CONNACK (a TLS handshake failing on a wrong CA or
+                // host name, a listener closing at once) gets no libmosquitto callback: report it here.
+                if !state.withLock({ $0.attemptReported }) {
+                    let reason = withLibraryDetail(
+                        rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
+                    if reason != lastFailure {
+                        logger.warning(
+                            "broker connection failed before the MQTT handshake, retrying with backoff",
+                            metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
+                        lastFailure = reason
+                    }
+                    onEvent(.disconnected(reason: reason))
+                    needConnect = true
+                    sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
+                    attempt += 1
+                    continue
+                }
                 if state.withLock({ $0.connected }) {
                     attempt = 0
                 }
@@ -245,14 +275,17 @@ package final class MosquittoClient: Sendable {
     // MARK: Callbacks (network thread)
 
     fileprivate func handleConnect(rc: Int32) {
+        state.withLock { $0.attemptReported = true }
         guard rc == 0 else {
             logger.error(
                 "broker refused the connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(connackDescription(rc))"])
             onEvent(.disconnected(reason: connackDescription(rc)))
             return
         }
+        mosquitto_log_callback_set(handle.raw, nil)
         let subscriptions = state.withLock { s in
             s.connected = true
+            s.lastLibraryError = nil
             return s.subscriptions
         }
         for (topic, qos) in subscriptions { mosquitto_subscribe(handle.raw, nil, topic, qos) }
@@ -262,10 +295,11 @@ package final class MosquittoClient: Sendable {
 
     fileprivate func handleDisconnect(rc: Int32) {
         let wasConnected = state.withLock { s in
+            s.attemptReported = true
             defer { s.connected = false }
             return s.connected
         }
-        let reason = rc == 0 ? "disconnected by client" : "connection lost (\(MosquittoError(code: rc)))"
+        let reason = rc == 0 ? "disconnected by client" : withLibraryDetail("connection lost (\(MosquittoError(code: rc)))")
         if wasConnected && rc != 0 {
             logger.warning("lost broker connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(reason)"])
         }
@@ -273,6 +307,24 @@ package final class MosquittoClient: Sendable {
     }
 
     fileprivate func handlePublish(mid: Int32) { onEvent(.published(mid: mid)) }
+
+    fileprivate func handleSubscribe() { subscriptionsAcknowledged.add(1, ordering: .relaxed) }
+
+    /// libmosquitto's own log: only error lines are kept, to explain the next failure (TLS
+    /// failures carry their OpenSSL reason only here).
+    fileprivate func handleLog(level: Int32, text: String) {
+        guard level & Int32(MOSQ_LOG_ERR) != 0 else { return }
+        state.withLock { $0.lastLibraryError = text }
+    }
+
+    /// `reason` plus the error libmosquitto logged since the last call, if any.
+    private func withLibraryDetail(_ reason: String) -> String {
+        guard let detail = state.withLock({ s -> String? in
+            defer { s.lastLibraryError = nil }
+            return s.lastLibraryError
+        }) else { return reason }
+        return "\(reason): \(detail)"
+    }
 
     fileprivate func handleMessage(_ message: UnsafePointer<mosquitto_message>) {
         let m = message.pointee
@@ -304,6 +356,15 @@ private func onDisconnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointe
 }
 private func onPublishC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32) {
     client(obj)?.handlePublish(mid: mid)
+}
+private func onSubscribeC(
+    _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ count: Int32, _ granted: UnsafePointer<Int32>?
+) {
+    client(obj)?.handleSubscribe()
+}
+private func onLogC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ level: Int32, _ text: UnsafePointer<CChar>?) {
+    guard let text, level & Int32(MOSQ_LOG_ERR) != 0 else { return }
+    client(obj)?.handleLog(level: level, text: String(cString: text))
 }
 private func onMessageC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?) {
     guard let message else { return }
