@@ -1,11 +1,32 @@
 -- wrk script: every request is a distinct PIOPIY live event (so dedupe never hides work).
--- Usage: wrk -t2 -c64 -d10s -s bench/live-events.lua http://127.0.0.1:PORT/webhooks/piopiy/live
+--
+-- Timed load:   wrk -t2 -c64 -d12s -s bench/live-events.lua http://127.0.0.1:PORT/webhooks/piopiy/live
+-- Fixed count:  BENCH_FIXED_COUNT=1 wrk -t2 -c16 -d600s -s bench/live-events.lua URL -- COUNT THREADS
+--   each thread stops sending after COUNT/THREADS answers (THREADS must equal -t). wrk itself
+--   still waits for the end of -d, so bench/bench.py sends it SIGINT (wrk then prints its summary)
+--   once the server has stored COUNT. A few more than COUNT may be stored (requests in flight):
+--   read the exact number from the server, not from here.
+--
+-- done() prints one machine-readable line that bench/bench.py parses:
+--   REQUESTS n NON2XX n P50_MS x P99_MS x RPS x
+-- REQUESTS counts completed answers; NON2XX counts status >= 400 (wrk's summary.errors.status).
 local counter = 0
 -- A per-run salt: ids never repeat across runs against the same outbox.
 math.randomseed(os.time())
 local salt = tostring(os.time()) .. tostring(math.random(1, 1000000000))
 thread_id = 0
+limit = 0
 local threads = {}
+local wanted, nthreads = 0, 1
+
+function init(args)
+  -- Runs once per thread, in that thread's Lua state, before the first request.
+  if args[1] ~= nil then
+    wanted = tonumber(args[1]) or 0
+    nthreads = tonumber(args[2]) or 1
+    limit = math.ceil(wanted / nthreads)
+  end
+end
 
 function setup(thread)
   thread:set("thread_id", #threads + 1)
@@ -22,9 +43,21 @@ request = function()
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 
+local answered = 0
+response = nil
+if os.getenv("BENCH_FIXED_COUNT") == "1" then
+  -- Defining response() costs a Lua call per answer, so it only exists in fixed-count mode.
+  response = function(status, headers, body)
+    answered = answered + 1
+    if limit > 0 and answered >= limit then wrk.thread:stop() end
+  end
+end
+
 function done(summary, latency, requests)
   local non2xx = summary.errors.status
   io.write(string.format("REQUESTS %d NON2XX %d P50_MS %.3f P99_MS %.3f RPS %.1f\n",
     summary.requests, non2xx, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
     summary.requests / (summary.duration / 1e6)))
+  io.write(string.format("SOCKET_ERRORS connect %d read %d write %d timeout %d\n",
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout))
 end
