@@ -50,7 +50,10 @@ let package = Package(
         // The CLI verbs, one file each.
         .target(
             name: "CallRelayCommands",
-            dependencies: ["CallRelayDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayMQTT", "CallRelayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(name: "callrelay", dependencies: ["CallRelayCommands"], swiftSettings: swiftSettings),
 
@@ -64,6 +67,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayOutboxTests", dependencies: ["CallRelayOutbox", "CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayDeliveryTests", dependencies: ["CallRelayDelivery", "CallRelayCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CallRelayMQTTTests", dependencies: ["CallRelayMQTT"], swiftSettings: swiftSettings),
+        .testTarget(name: "CallRelayCommandsTests", dependencies: ["CallRelayCommands"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayTesting", "CallRelayMQTT", "CallRelayCore"],

@@ -30,7 +30,7 @@ package struct CallRelayCommand: AsyncParsableCommand {
             "callrelay help COMMAND" or "callrelay COMMAND --help" describes each command.
             """,
         version: callrelayVersion,
-        subcommands: [RunCommand.self, CheckConfigCommand.self, SendTestCommand.self])
+        subcommands: [RunCommand.self, CheckConfigCommand.self, StatusCommand.self, ReplayCommand.self, SendTestCommand.self])
 
     package init() {}
 }

@@ -45,6 +45,10 @@ struct OutboxDeliveryStore: DeliveryStore {
     }
 
     func markDelivered(_ seq: Int64) { outbox.markDelivered(seq) }
+
+    func deadLetter(_ seq: Int64, reason: String, attempts: Int) {
+        outbox.deadLetter(DeadLetter(seq: seq, reason: reason, attempts: attempts))
+    }
 }
 
 /// The delivery pump's view of the MQTT client.
@@ -56,6 +60,7 @@ struct MosquittoTransport: DeliveryTransport {
         switch client.publish(topic: topic, payload: payload, qos: qos) {
         case .success(let mid): return .queued(mid: mid)
         case .failure(let error) where error.isNotConnected: return .notConnected
+        case .failure(let error) where error.isPermanent: return .rejected(error.description)
         case .failure(let error): return .failed(error.description)
         }
     }

@@ -12,6 +12,10 @@ package final class OutboxMetrics: Sendable {
     package let stored = Atomic<Int>(0)
     package let duplicates = Atomic<Int>(0)
     package let writeFailures = Atomic<Int>(0)
+    /// Events in the dead-letter table.
+    package let deadLetters = Atomic<Int>(0)
+    /// Delivered rows dropped before their retention ended to make room (outbox at its cap).
+    package let prunedForSpace = Atomic<Int>(0)
     /// Events stored and not yet acknowledged by the broker (exact: set at open, then counted).
     package let pending = Atomic<Int>(0)
     /// `received_at` (ms) of the oldest pending event, 0 when none; refreshed every few seconds.

@@ -64,8 +64,21 @@ package enum OutboxError: Error, Sendable, Equatable, CustomStringConvertible {
 package struct OutboxStats: Sendable, Equatable {
     package var pending: Int
     package var delivered: Int
+    package var deadLetters: Int
     package var oldestPendingReceivedAtMilliseconds: Int64?
     package var lastDeliveredAtMilliseconds: Int64?
+}
+
+/// A row the delivery gave up on (the broker kept refusing it); kept for `replay`.
+package struct DeadLetter: Sendable, Equatable {
+    package var seq: Int64
+    package var reason: String
+    package var attempts: Int
+    package init(seq: Int64, reason: String, attempts: Int) {
+        self.seq = seq
+        self.reason = reason
+        self.attempts = attempts
+    }
 }
 
 package enum SynchronousMode: String, Sendable {
@@ -96,17 +109,23 @@ package final class SQLiteOutbox: Sendable {
     private struct Waiting {
         var appends: [(OutboxEvent, @Sendable (Result<AppendOutcome, OutboxError>) -> Void)] = []
         var marks: [Int64] = []
+        var deadLetters: [DeadLetter] = []
         var flushScheduled = false
         var closed = false
         var lastWriteFailed = false
+        /// Monotonic time before which waiting acknowledgements are not retried (0: no failure).
+        var settleRetryAt: Double = 0
         var committedListener: (@Sendable () -> Void)?
     }
 
-    private struct Connection: @unchecked Sendable {
+    struct Connection: @unchecked Sendable {
         // Confined to `queue`.
         let db: SQLiteDatabase
         let insert: SQLiteStatement
+        let insertPending: SQLiteStatement
+        let removePending: SQLiteStatement
         let markDelivered: SQLiteStatement
+        let insertDeadLetter: SQLiteStatement
         let fetchPending: SQLiteStatement
         let begin: SQLiteStatement
         let commit: SQLiteStatement
@@ -118,9 +137,13 @@ package final class SQLiteOutbox: Sendable {
     private let connection: Mutex<Connection?>
     private let waiting = Mutex(Waiting())
     private let retentionMilliseconds: Int64
-    private let logger: Logger
+    let logger: Logger
     /// In-memory counters for `/metrics`.
     package let metrics = OutboxMetrics()
+    private let maxBytes: Int64
+    private let softCapPages: Int64
+    /// Free filesystem space kept for acknowledgements and checkpoints: appends stop below it.
+    let diskHeadroomBytes: Int64
 
     /// Opens (creating if needed) the outbox at `path`.
     package init(
@@ -130,23 +153,36 @@ package final class SQLiteOutbox: Sendable {
         self.path = path
         self.logger = logger
         self.retentionMilliseconds = Int64(retentionHours) * 3_600_000
-        let db = try SQLiteDatabase(path: path)
-        try Self.migrate(db)
-        _ = try db.scalarText("PRAGMA journal_mode=WAL")
+        let db = try Self.openRecovering(path: path, logger: logger)
         try db.execute("PRAGMA synchronous=\(synchronous.rawValue)")
-        try db.execute("PRAGMA busy_timeout=5000")
         let pageSize = try db.scalarInt("PRAGMA page_size") ?? 4096
-        try db.execute("PRAGMA max_page_count=\(max(maxBytes / pageSize, 64))")
+        // Appends stop at the soft cap; acknowledgements may use a small reserve above it.
+        self.maxBytes = maxBytes
+        self.softCapPages = max(maxBytes / pageSize, 64)
+        self.diskHeadroomBytes = min(max(maxBytes / 64, 256 * 1024), 16 * 1024 * 1024)
+        // Keep the WAL well inside the headroom: a checkpoint on a full disk must fit.
+        try db.execute("PRAGMA wal_autocheckpoint=\(max(16, min(1000, diskHeadroomBytes / pageSize / 4)))")
+        try db.execute("PRAGMA journal_size_limit=\(diskHeadroomBytes / 2)")
+        try db.execute("PRAGMA max_page_count=\(softCapPages + max(64, softCapPages / 50))")
         let conn = Connection(
             db: db,
             insert: try db.prepare(
                 """
                 INSERT INTO events(event_id, kind, event, app_id, call_id, topic, payload, received_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(event_id) DO NOTHING
+                SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                WHERE NOT EXISTS (SELECT 1 FROM dedupe_tombstones WHERE event_id = ?1)
+                ON CONFLICT(event_id) DO NOTHING
                 """),
-            markDelivered: try db.prepare("UPDATE events SET delivered_at = ?2 WHERE seq = ?1 AND delivered_at IS NULL"),
+            insertPending: try db.prepare("INSERT INTO pending(seq) VALUES (last_insert_rowid())"),
+            removePending: try db.prepare("DELETE FROM pending WHERE seq = ?1"),
+            markDelivered: try db.prepare("INSERT OR IGNORE INTO delivered(seq, delivered_at) VALUES (?1, ?2)"),
+            insertDeadLetter: try db.prepare(
+                "INSERT OR REPLACE INTO dead_letters(seq, reason, attempts, dead_at) VALUES (?1, ?2, ?3, ?4)"),
             fetchPending: try db.prepare(
-                "SELECT seq, event_id, topic, payload FROM events WHERE delivered_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"),
+                """
+                SELECT e.seq, e.event_id, e.topic, e.payload FROM pending p JOIN events e ON e.seq = p.seq
+                WHERE p.seq > ?1 ORDER BY p.seq LIMIT ?2
+                """),
             begin: try db.prepare("BEGIN IMMEDIATE"),
             commit: try db.prepare("COMMIT"),
             rollback: try db.prepare("ROLLBACK"))
@@ -154,35 +190,9 @@ package final class SQLiteOutbox: Sendable {
         let initial = try Self.readStats(db)
         metrics.pending.store(initial.pending, ordering: .relaxed)
         metrics.oldestPendingReceivedAtMilliseconds.store(initial.oldestPendingReceivedAtMilliseconds ?? 0, ordering: .relaxed)
+        metrics.deadLetters.store(initial.deadLetters, ordering: .relaxed)
         schedulePrune(after: 5)
         scheduleGaugeRefresh()
-    }
-
-    static func migrate(_ db: SQLiteDatabase) throws(SQLiteError) {
-        let version = try db.scalarInt("PRAGMA user_version") ?? 0
-        if version < 1 {
-            try db.execute(
-                """
-                BEGIN IMMEDIATE;
-                CREATE TABLE IF NOT EXISTS events(
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    event_id TEXT NOT NULL UNIQUE,
-                    kind TEXT NOT NULL,
-                    event TEXT NOT NULL,
-                    app_id TEXT NOT NULL,
-                    call_id TEXT,
-                    topic TEXT NOT NULL,
-                    payload BLOB NOT NULL,
-                    received_at INTEGER NOT NULL,
-                    delivered_at INTEGER
-                );
-                CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE delivered_at IS NULL;
-                CREATE INDEX IF NOT EXISTS events_delivered ON events(delivered_at) WHERE delivered_at IS NOT NULL;
-                CREATE INDEX IF NOT EXISTS events_call ON events(call_id, seq);
-                PRAGMA user_version = 1;
-                COMMIT;
-                """)
-        }
     }
 
     /// Called (on the outbox queue) after every commit that stored at least one new row.
@@ -214,6 +224,15 @@ package final class SQLiteOutbox: Sendable {
         }
     }
 
+    /// Gives up on `seq` (the broker keeps refusing it): it leaves the queue and is listed as a
+    /// dead letter (`callrelay status`, `callrelay replay`). Committed with the next group commit.
+    package func deadLetter(_ letter: DeadLetter) {
+        waiting.withLock { w in
+            w.deadLetters.append(letter)
+            scheduleFlushLocked(&w)
+        }
+    }
+
     private func scheduleFlushLocked(_ w: inout Waiting) {
         guard !w.flushScheduled else { return }
         w.flushScheduled = true
@@ -221,45 +240,175 @@ package final class SQLiteOutbox: Sendable {
     }
 
     private func flush() {
-        let (appends, marks, listener) = waiting.withLock { w in
+        let (appends, marks, dead, listener) = waiting.withLock { w in
             let take = min(w.appends.count, Self.maxBatch)
             let appends = Array(w.appends.prefix(take))
             w.appends.removeFirst(take)
-            let marks = w.marks
-            w.marks.removeAll(keepingCapacity: true)
+            // After a failed attempt to record deliveries, wait a moment before the next one.
+            let settleNow = w.settleRetryAt <= Self.monotonicSeconds()
+            let marks = settleNow ? w.marks : []
+            let dead = settleNow ? w.deadLetters : []
+            if settleNow {
+                w.marks.removeAll(keepingCapacity: true)
+                w.deadLetters.removeAll()
+            }
             w.flushScheduled = false
             if !w.appends.isEmpty { scheduleFlushLocked(&w) }
-            return (appends, marks, w.committedListener)
+            return (appends, marks, dead, w.committedListener)
         }
-        if appends.isEmpty && marks.isEmpty { return }
+        if appends.isEmpty && marks.isEmpty && dead.isEmpty { return }
         let started = Self.monotonicSeconds()
-        let result = connection.withLock { conn -> Result<(outcomes: [AppendOutcome], marked: Int), OutboxError> in
-            guard let conn else { return .failure(.closed) }
-            return Self.write(conn, appends: appends.map(\.0), marks: marks, now: Self.nowMilliseconds())
+        let result = connection.withLock { conn -> FlushResult in
+            guard let conn else { return FlushResult(appends: .failure(.closed), settled: false, marked: 0, roomAgain: false) }
+            return write(conn, appends: appends.map(\.0), marks: marks, dead: dead)
         }
-        switch result {
-        case .success(let (outcomes, marked)):
+        if result.settled {
+            if !marks.isEmpty || !dead.isEmpty {
+                let recovered = waiting.withLock { w in
+                    defer { w.settleRetryAt = 0 }
+                    return w.settleRetryAt != 0
+                }
+                if recovered { logger.notice("recording deliveries works again") }
+            }
+            metrics.pending.subtract(result.marked, ordering: .relaxed)
+            if !dead.isEmpty {
+                metrics.deadLetters.add(dead.count, ordering: .relaxed)
+                for letter in dead {
+                    logger.error(
+                        "event moved to dead letters after repeated broker refusals",
+                        metadata: ["seq": "\(letter.seq)", "attempts": "\(letter.attempts)", "reason": "\(letter.reason)"])
+                }
+            }
+        } else {
+            // Acknowledgements and dead letters stay valid: keep them, and retry in a second
+            // (not at once: a full disk would turn that into a busy loop).
+            let first = waiting.withLock { w in
+                w.marks.insert(contentsOf: marks, at: 0)
+                w.deadLetters.insert(contentsOf: dead, at: 0)
+                defer { w.settleRetryAt = Self.monotonicSeconds() + 1 }
+                return w.settleRetryAt == 0
+            }
+            if first {
+                logger.warning(
+                    "recording deliveries failed; retrying every second",
+                    metadata: ["count": "\(marks.count + dead.count)", "error": "\(result.settleError.map { "\($0)" } ?? "?")"])
+            }
+            queue.asyncAfter(deadline: .now() + 1) { self.flush() }
+        }
+        switch result.appends {
+        case .success(let outcomes):
             metrics.recordCommit(seconds: Self.monotonicSeconds() - started)
             let storedCount = outcomes.reduce(0) { if case .stored = $1 { $0 + 1 } else { $0 } }
             metrics.stored.add(storedCount, ordering: .relaxed)
             metrics.duplicates.add(outcomes.count - storedCount, ordering: .relaxed)
-            metrics.pending.add(storedCount - marked, ordering: .relaxed)
-            waiting.withLock { $0.lastWriteFailed = false }
+            metrics.pending.add(storedCount, ordering: .relaxed)
+            // Writable again once appends commit, or once acknowledgements freed room.
+            let recovered = (!outcomes.isEmpty || result.roomAgain) && waiting.withLock { w in
+                defer { w.lastWriteFailed = false }
+                return w.lastWriteFailed
+            }
+            if recovered { logger.notice("outbox accepts webhooks again") }
             for (index, outcome) in outcomes.enumerated() { appends[index].1(.success(outcome)) }
-            if outcomes.contains(where: { if case .stored = $0 { true } else { false } }) { listener?() }
+            if storedCount > 0 { listener?() }
         case .failure(let error):
-            waiting.withLock { w in
-                w.lastWriteFailed = !appends.isEmpty
-                // Marks stay valid: keep them for the next flush.
-                w.marks.insert(contentsOf: marks, at: 0)
+            let firstFailure = waiting.withLock { w in
+                defer { w.lastWriteFailed = true }
+                return !w.lastWriteFailed
             }
             metrics.writeFailures.add(1, ordering: .relaxed)
-            logger.error("outbox write failed", metadata: ["error": "\(error)", "batch": "\(appends.count)"])
+            if firstFailure {
+                // One line per state change; the 503s that follow are counted in /metrics.
+                logger.error("outbox refuses webhooks (HTTP 503) until space is freed", metadata: ["error": "\(error)"])
+            }
             for append in appends { append.1(.failure(error)) }
         }
     }
 
-    private static func write(_ c: Connection, appends: [OutboxEvent], marks: [Int64], now: Int64)
+    private struct FlushResult {
+        /// The outcome for the batch's appends.
+        var appends: Result<[AppendOutcome], OutboxError>
+        /// Whether the acknowledgements and dead letters were committed.
+        var settled: Bool
+        var marked: Int
+        var settleError: OutboxError? = nil
+        /// Below the size cap again (after acknowledgements freed room).
+        var roomAgain: Bool
+    }
+
+    /// One group commit, on the outbox queue. Space rules: appends are refused at the soft cap
+    /// (`storage.max_bytes`), while acknowledgements and dead letters may use a reserve above it,
+    /// so a full outbox can always record deliveries and then free room. On SQLITE_FULL (the hard
+    /// cap, or the disk itself) it frees what it can and retries; if the appends still do not
+    /// fit, it commits the acknowledgements alone.
+    private func write(_ conn: Connection, appends: [OutboxEvent], marks: [Int64], dead: [DeadLetter]) -> FlushResult {
+        var events = appends
+        var refusal: OutboxError?
+        // Try to free room first; refuse the appends only if that did not help.
+        if !events.isEmpty, let problem = spaceProblem(conn), makeRoom(conn) == 0 || spaceProblem(conn) != nil {
+            refusal = .full(problem)
+            events = []
+        }
+        if events.isEmpty && marks.isEmpty && dead.isEmpty {
+            return FlushResult(appends: refusal.map { .failure($0) } ?? .success([]), settled: true, marked: 0, roomAgain: false)
+        }
+        let now = Self.nowMilliseconds()
+        switch Self.write(conn, appends: events, marks: marks, dead: dead, now: now) {
+        case .success(let (outcomes, marked)):
+            let roomAgain = marked > 0 && spaceProblem(conn) == nil
+            return FlushResult(appends: refusal.map { .failure($0) } ?? .success(outcomes), settled: true, marked: marked, roomAgain: roomAgain)
+        case .failure(let error):
+            guard case .full = error else {
+                return FlushResult(appends: .failure(error), settled: false, marked: 0, settleError: error, roomAgain: false)
+            }
+            // The hard cap or the disk itself: record the acknowledgements alone first (they are
+            // what makes room possible), free room, then try the appends alone.
+            var settled = marks.isEmpty && dead.isEmpty
+            var marked = 0
+            var settleError: OutboxError?
+            if !settled {
+                switch Self.write(conn, appends: [], marks: marks, dead: dead, now: now) {
+                case .success(let (_, m)):
+                    settled = true
+                    marked = m
+                case .failure(let e):
+                    settleError = e
+                }
+            }
+            _ = makeRoom(conn)
+            guard !events.isEmpty else {
+                return FlushResult(
+                    appends: refusal.map { .failure($0) } ?? .success([]), settled: settled, marked: marked, settleError: settleError, roomAgain: false)
+            }
+            let retry = Self.write(conn, appends: events, marks: [], dead: [], now: now)
+            return FlushResult(appends: retry.map(\.outcomes), settled: settled, marked: marked, settleError: settleError, roomAgain: false)
+        }
+    }
+
+    /// Why appends cannot be taken now (nil: they can): the outbox at `storage.max_bytes`, or the
+    /// filesystem with less free space than the headroom kept for acknowledgements, checkpoints
+    /// and the WAL.
+    func spaceProblem(_ conn: Connection) -> String? {
+        if overSoftCap(conn) { return "storage.max_bytes (\(maxBytes) bytes) reached with undelivered events" }
+        var fs = statvfs()
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        if statvfs(directory.isEmpty ? "/" : directory, &fs) == 0 {
+            let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+            if free < diskHeadroomBytes {
+                return "disk nearly full: \(free) bytes free in \(directory), keeping \(diskHeadroomBytes) for deliveries"
+            }
+        }
+        return nil
+    }
+
+    /// Pages in use (not on the freelist) at or above the soft cap.
+    func overSoftCap(_ conn: Connection) -> Bool {
+        guard let pages = try? conn.db.scalarInt("PRAGMA page_count"), let free = try? conn.db.scalarInt("PRAGMA freelist_count") else {
+            return false
+        }
+        return (pages ?? 0) - (free ?? 0) >= softCapPages
+    }
+
+    private static func write(_ c: Connection, appends: [OutboxEvent], marks: [Int64], dead: [DeadLetter], now: Int64)
         -> Result<(outcomes: [AppendOutcome], marked: Int), OutboxError>
     {
         do throws(SQLiteError) {
@@ -277,14 +426,33 @@ package final class SQLiteOutbox: Sendable {
                     c.insert.bind(7, blob: e.payload)
                     c.insert.bind(8, e.receivedAtMilliseconds)
                     try c.insert.run()
-                    outcomes.append(c.db.changes > 0 ? .stored(id: e.id) : .duplicate(id: e.id))
+                    if c.db.changes > 0 {
+                        try c.insertPending.run()
+                        outcomes.append(.stored(id: e.id))
+                    } else {
+                        outcomes.append(.duplicate(id: e.id))
+                    }
                 }
                 var marked = 0
                 for seq in marks {
+                    c.removePending.bind(1, seq)
+                    try c.removePending.run()
+                    guard c.db.changes > 0 else { continue }
+                    marked += 1
                     c.markDelivered.bind(1, seq)
                     c.markDelivered.bind(2, now)
                     try c.markDelivered.run()
-                    marked += c.db.changes
+                }
+                for letter in dead {
+                    c.removePending.bind(1, letter.seq)
+                    try c.removePending.run()
+                    guard c.db.changes > 0 else { continue }
+                    marked += 1
+                    c.insertDeadLetter.bind(1, letter.seq)
+                    c.insertDeadLetter.bind(2, letter.reason)
+                    c.insertDeadLetter.bind(3, Int64(letter.attempts))
+                    c.insertDeadLetter.bind(4, now)
+                    try c.insertDeadLetter.run()
                 }
                 try c.commit.run()
                 return .success((outcomes, marked))
@@ -302,6 +470,8 @@ package final class SQLiteOutbox: Sendable {
     /// Undelivered rows with `seq > after`, oldest first. `completion` runs on the outbox queue.
     package func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[OutboxRecord], OutboxError>) -> Void) {
         queue.async {
+            // Commit waiting acknowledgements first, so an acked row is never handed out again.
+            if self.waiting.withLock({ ($0.settleRetryAt == 0) && (!$0.marks.isEmpty || !$0.deadLetters.isEmpty) }) { self.flush() }
             let result: Result<[OutboxRecord], OutboxError> = self.connection.withLock { conn in
                 guard let conn else { return .failure(.closed) }
                 let s = conn.fetchPending
@@ -338,15 +508,13 @@ package final class SQLiteOutbox: Sendable {
     }
 
     static func readStats(_ db: SQLiteDatabase) throws(SQLiteError) -> OutboxStats {
-        let s = try db.prepare(
-            "SELECT count(*), min(received_at) FROM events WHERE delivered_at IS NULL")
-        try s.step()
-        let count = Int(s.int64(0))
-        let oldest: Int64? = s.isNull(1) ? nil : s.int64(1)
-        let d = try db.prepare("SELECT count(*), max(delivered_at) FROM events WHERE delivered_at IS NOT NULL")
+        let count = Int(try db.scalarInt("SELECT count(*) FROM pending") ?? 0)
+        let oldest = try db.scalarInt("SELECT e.received_at FROM pending p JOIN events e ON e.seq = p.seq ORDER BY p.seq LIMIT 1")
+        let d = try db.prepare("SELECT count(*), max(delivered_at) FROM delivered")
         try d.step()
+        let dead = try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0
         return OutboxStats(
-            pending: count, delivered: Int(d.int64(0)), oldestPendingReceivedAtMilliseconds: oldest,
+            pending: count, delivered: Int(d.int64(0)), deadLetters: Int(dead), oldestPendingReceivedAtMilliseconds: oldest,
             lastDeliveredAtMilliseconds: d.isNull(1) ? nil : d.int64(1))
     }
 
@@ -358,7 +526,8 @@ package final class SQLiteOutbox: Sendable {
             let open: Bool = self.connection.withLock { conn in
                 guard let conn else { return false }
                 // The oldest pending row is the lowest pending seq: one index probe.
-                let oldest = try? conn.db.scalarInt("SELECT received_at FROM events WHERE delivered_at IS NULL ORDER BY seq LIMIT 1")
+                let oldest = try? conn.db.scalarInt(
+                    "SELECT e.received_at FROM pending p JOIN events e ON e.seq = p.seq ORDER BY p.seq LIMIT 1")
                 self.metrics.oldestPendingReceivedAtMilliseconds.store((oldest ?? nil) ?? 0, ordering: .relaxed)
                 return true
             }
@@ -382,15 +551,34 @@ package final class SQLiteOutbox: Sendable {
         return connection.withLock { conn in
             guard let conn else { return false }
             do throws(SQLiteError) {
-                let s = try conn.db.prepare(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NOT NULL AND delivered_at < ?1 LIMIT 1000)")
+                // Small batches: the agent keeps answering webhooks between them.
                 var deleted = 0
                 repeat {
-                    s.bind(1, cutoff)
-                    try s.run()
-                    deleted = conn.db.changes
+                    try conn.db.execute(
+                        """
+                        BEGIN IMMEDIATE;
+                        CREATE TEMP TABLE IF NOT EXISTS expired(seq INTEGER PRIMARY KEY);
+                        DELETE FROM expired;
+                        INSERT INTO expired SELECT seq FROM delivered WHERE delivered_at < \(cutoff) ORDER BY delivered_at LIMIT 1000;
+                        DELETE FROM events WHERE seq IN (SELECT seq FROM expired);
+                        DELETE FROM delivered WHERE seq IN (SELECT seq FROM expired);
+                        COMMIT;
+                        """)
+                    deleted = Int(try conn.db.scalarInt("SELECT count(*) FROM expired") ?? 0)
                     if deleted > 0 { logger.debug("pruned delivered events", metadata: ["count": "\(deleted)"]) }
                 } while deleted == 1000
+                try conn.db.execute(
+                    "DELETE FROM dedupe_tombstones WHERE delivered_at < \(now - Self.dedupeFloorMilliseconds)")
+                // Dead letters are kept as long as delivered events, then dropped too.
+                try conn.db.execute(
+                    """
+                    BEGIN IMMEDIATE;
+                    DELETE FROM events WHERE seq IN (SELECT seq FROM dead_letters WHERE dead_at < \(cutoff));
+                    DELETE FROM dead_letters WHERE dead_at < \(cutoff);
+                    COMMIT;
+                    """)
+                let droppedDead = conn.db.changes
+                if droppedDead > 0 { metrics.deadLetters.subtract(droppedDead, ordering: .relaxed) }
             } catch {
                 logger.warning("retention prune failed", metadata: ["error": "\(error)"])
             }

@@ -26,6 +26,13 @@ final class MemoryStore: DeliveryStore {
 
     func markDelivered(_ seq: Int64) { delivered.withLock { $0.append(seq) } }
     var deliveredSeqs: [Int64] { delivered.withLock { $0 } }
+
+    private let dead = Mutex<[(seq: Int64, attempts: Int)]>([])
+    func deadLetter(_ seq: Int64, reason: String, attempts: Int) {
+        dead.withLock { $0.append((seq, attempts)) }
+        delivered.withLock { $0.append(seq) }  // gone from the queue, like the outbox does
+    }
+    var deadSeqs: [Int64] { dead.withLock { $0.map(\.seq) } }
 }
 
 /// A transport that records publishes; acks are released by the test (or immediately).
@@ -94,7 +101,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func publishesInOrderAndNeverExceedsTheWindow() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 8, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 8, pollIntervalMilliseconds: 0, logger: logger)
         store.add(100)
         pump.connected()
         for _ in 0..<200 {
@@ -121,7 +128,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         #expect(eventually { store.deliveredSeqs.count == 10 })
     }
 
-    @Test func aRefusedPublishIsRetriedAfterReconnectWithoutGapsOrRepeats() {
+    @Test func afterAReconnectTheUnacknowledgedArePublishedAgainThenTheRestInOrder() {
         let store = MemoryStore()
         let transport = RecordingTransport()
         let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 100, logger: logger)
@@ -137,8 +144,9 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         #expect(transport.publishedSeqs.count == 5)
         transport.state.withLock { $0.connected = true }
         pump.connected()
-        #expect(eventually { transport.publishedSeqs.count == 10 })
-        #expect(transport.publishedSeqs == Array(1...10))
+        #expect(eventually { transport.publishedSeqs.count == 15 })
+        // The session that carried 1...5 is gone: they go again, before 6...10.
+        #expect(transport.publishedSeqs == Array(1...5) + Array(1...10))
     }
 
     @Test func anAckArrivingBeforeRegistrationIsNotLost() {
@@ -150,6 +158,71 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         pump.connected()
         #expect(eventually { store.deliveredSeqs.count == 50 })
         #expect(pump.inflightCount == 0)
+    }
+
+    @Test func aDroppedSessionRewindsAndRepublishesTheUnacknowledgedWindow() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        store.add(6)
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs.count == 6 })
+        transport.ack(2, pump: pump)  // seqs 1, 2 acknowledged
+        #expect(eventually { store.deliveredSeqs.count == 2 })
+        pump.disconnected()
+        transport.state.withLock { $0.unacked.removeAll() }
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs.count == 10 })
+        #expect(transport.publishedSeqs == [1, 2, 3, 4, 5, 6, 3, 4, 5, 6])
+        transport.ack(4, pump: pump)
+        #expect(eventually { Set(store.deliveredSeqs) == Set(1...6) })
+    }
+
+    @Test func aPoisonEventBecomesADeadLetterAndTheQueueMovesOn() {
+        // The "broker" drops the connection whenever seq 3 is in flight.
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, maxAttempts: 4, logger: logger)
+        store.add(8)
+        pump.connected()
+        for _ in 0..<20 {
+            _ = eventually(1) { transport.state.withLock { !$0.unacked.isEmpty } }
+            let inflight = transport.state.withLock { s in s.published.filter { s.unacked.contains($0.mid) }.map(\.seq) }
+            if inflight.contains(3) {
+                // Messages before the poison are processed, then the broker hangs up.
+                let before = transport.state.withLock { s in s.published.filter { s.unacked.contains($0.mid) && $0.seq < 3 }.map(\.mid) }
+                transport.state.withLock { s in before.forEach { s.unacked.remove($0) } }
+                before.forEach { pump.acknowledged(mid: $0) }
+                pump.disconnected()
+                transport.state.withLock { $0.unacked.removeAll() }
+                pump.connected()
+            } else {
+                transport.ack(10, pump: pump)
+            }
+            if Set(store.deliveredSeqs) == Set(1...8) { break }
+        }
+        #expect(store.deadSeqs == [3])
+        #expect(Set(store.deliveredSeqs) == Set(1...8))
+        #expect(!pump.isProbing)
+        #expect(pump.deadLetteredCount.load(ordering: .relaxed) == 1)
+    }
+
+    @Test func anUnsendableEventIsDeadLetteredAtOnce() {
+        final class Rejecting: DeliveryTransport {
+            let inner = RecordingTransport()
+            func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
+                String(decoding: payload, as: UTF8.self) == "2" ? .rejected("payload too large") : inner.publish(topic: topic, payload: payload, qos: qos)
+            }
+        }
+        let store = MemoryStore()
+        let transport = Rejecting()
+        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        store.add(3)
+        pump.connected()
+        #expect(eventually { transport.inner.publishedSeqs == [1, 3] })
+        transport.inner.ack(2, pump: pump)
+        #expect(eventually { Set(store.deliveredSeqs) == Set(1...3) })
+        #expect(store.deadSeqs == [2])
     }
 
     @Test func drainWaitsForAcknowledgementsThenReportsWhatIsLeft() {

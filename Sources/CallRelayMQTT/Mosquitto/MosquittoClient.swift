@@ -70,6 +70,8 @@ package final class MosquittoClient: Sendable {
     private struct Handle: @unchecked Sendable { let raw: OpaquePointer }
     private struct State {
         var running = false
+        /// `stop()` sent DISCONNECT: end the loop once it is written, never reconnect.
+        var stopRequested = false
         var connected = false
         var thread: pthread_t?
         var subscriptions: [(String, Int32)] = []
@@ -86,6 +88,9 @@ package final class MosquittoClient: Sendable {
 
     package let options: MQTTConnectionOptions
     private let handle: Handle
+    /// Held around every use of the handle from outside the network thread, and while the
+    /// network thread reinitialises it.
+    private let handleLock = Mutex(())
     private let state = Mutex(State())
     private let onEvent: @Sendable (MQTTClientEvent) -> Void
     private let logger: Logger
@@ -106,6 +111,16 @@ package final class MosquittoClient: Sendable {
         self.handle = Handle(raw: raw)
         self.onEvent = onEvent
         self.logger = logger
+        do throws(MosquittoError) {
+            try configure(raw)
+        } catch {
+            mosquitto_destroy(raw)
+            throw error
+        }
+    }
+
+    /// Applies every option to a fresh (or reinitialised) handle.
+    private func configure(_ raw: OpaquePointer) throws(MosquittoError) {
         mosquitto_user_data_set(raw, Unmanaged.passUnretained(self).toOpaque())
         mosquitto_connect_callback_set(raw, onConnectC)
         mosquitto_disconnect_callback_set(raw, onDisconnectC)
@@ -116,22 +131,31 @@ package final class MosquittoClient: Sendable {
         mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
         mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1)
         mosquitto_max_inflight_messages_set(raw, UInt32(max(1, options.maxInflight)))
-        do throws(MosquittoError) {
-            if let username = options.username, !username.isEmpty {
-                try check(mosquitto_username_pw_set(raw, username, options.password))
+        if let username = options.username, !username.isEmpty {
+            try check(mosquitto_username_pw_set(raw, username, options.password))
+        }
+        if let will = options.will {
+            try check(will.payload.withUnsafeBytes { buf in
+                mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+            })
+        }
+        if options.caFile != nil || options.certFile != nil {
+            try check(mosquitto_tls_set(raw, options.caFile, nil, options.certFile, options.keyFile, nil))
+            try check(mosquitto_tls_insecure_set(raw, options.tlsInsecure))
+        }
+    }
+
+    /// Drops the session's unacknowledged messages (the delivery pump re-publishes them from the
+    /// outbox after the reconnect; see `DeliveryPump`). Network thread only, between loop calls.
+    private func resetSession() {
+        handleLock.withLock { _ in
+            let raw = handle.raw
+            mosquitto_reinitialise(raw, options.clientID, options.cleanSession, Unmanaged.passUnretained(self).toOpaque())
+            do throws(MosquittoError) {
+                try configure(raw)
+            } catch {
+                logger.error("reconfiguring the MQTT client failed", metadata: ["error": "\(error)"])
             }
-            if let will = options.will {
-                try check(will.payload.withUnsafeBytes { buf in
-                    mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
-                })
-            }
-            if options.caFile != nil || options.certFile != nil {
-                try check(mosquitto_tls_set(raw, options.caFile, nil, options.certFile, options.keyFile, nil))
-                try check(mosquitto_tls_insecure_set(raw, options.tlsInsecure))
-            }
-        } catch {
-            mosquitto_destroy(raw)
-            throw error
         }
     }
 
@@ -164,68 +188,68 @@ package final class MosquittoClient: Sendable {
     private func runLoop() {
         let raw = handle.raw
         var attempt = 0
-        var everConnected = false
-        var needConnect = true
         var lastFailure = ""
+        var connectedSince: Double?
         while isRunning {
-            if needConnect {
-                // libmosquitto's log is only listened to while connecting: it formats a line per packet,
-                // and connecting is when its error lines explain something (the OpenSSL reason of a TLS
-                // failure). `handleConnect` turns it off again.
-                mosquitto_log_callback_set(raw, onLogC)
-                state.withLock { $0.attemptReported = false }
-                let rc = everConnected
-                    ? mosquitto_reconnect(raw)
-                    : mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
-                if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
-                    let reason = withLibraryDetail(
-                        rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
-                    if reason != lastFailure {
-                        logger.warning(
-                            "broker unreachable, retrying with backoff",
-                            metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
-                        lastFailure = reason
-                    }
-                    onEvent(.disconnected(reason: reason))
-                    sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
-                    attempt += 1
-                    continue
-                }
-                everConnected = true
-                needConnect = false
-            }
-            let rc = mosquitto_loop(raw, 100, 1)
+            // libmosquitto's log is only listened to while connecting: it formats a line per packet,
+            // and connecting is when its error lines explain something (the OpenSSL reason of a TLS
+            // failure). `handleConnect` turns it off again.
+            mosquitto_log_callback_set(raw, onLogC)
+            state.withLock { $0.attemptReported = false }
+            let rc = mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
             if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
-                guard isRunning else { break }
-                // A connection that failed before any CONNACK (a TLS handshake failing on a wrong CA or
-                // host name, a listener closing at once) gets no libmosquitto callback: report it here.
-                if !state.withLock({ $0.attemptReported }) {
-                    let reason = withLibraryDetail(
-                        rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
-                    if reason != lastFailure {
-                        logger.warning(
-                            "broker connection failed before the MQTT handshake, retrying with backoff",
-                            metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
-                        lastFailure = reason
-                    }
-                    onEvent(.disconnected(reason: reason))
-                    needConnect = true
-                    sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
-                    attempt += 1
-                    continue
+                let reason = withLibraryDetail(
+                    rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
+                if reason != lastFailure {
+                    logger.warning(
+                        "broker unreachable, retrying with backoff", metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
+                    lastFailure = reason
                 }
-                if state.withLock({ $0.connected }) {
-                    attempt = 0
-                }
-                state.withLock { $0.connected = false }
-                needConnect = true
-                reconnects.add(1, ordering: .relaxed)
+                onEvent(.disconnected(reason: reason))
+                resetSession()
                 sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
                 attempt += 1
-            } else if state.withLock({ $0.connected }) {
-                attempt = 0
-                lastFailure = ""
+                continue
             }
+            // Run the session until the connection drops.
+            var loopError = Int32(MOSQ_ERR_SUCCESS.rawValue)
+            while isRunning {
+                let rc = mosquitto_loop(raw, 100, 1)
+                if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
+                    loopError = rc
+                    break
+                }
+                if connectedSince == nil, isConnected { connectedSince = monotonicSeconds() }
+            }
+            guard isRunning, !state.withLock({ $0.stopRequested }) else { break }
+            // A connection that failed before any CONNACK (a TLS handshake failing on a wrong CA or
+            // host name, a listener closing at once) gets no libmosquitto callback: report it here.
+            if !state.withLock({ $0.attemptReported }) {
+                let reason = withLibraryDetail(
+                    loopError == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: loopError).description)
+                if reason != lastFailure {
+                    logger.warning(
+                        "broker connection failed before the MQTT handshake, retrying with backoff",
+                        metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
+                    lastFailure = reason
+                }
+                onEvent(.disconnected(reason: reason))
+                connectedSince = nil
+                resetSession()
+                sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
+                attempt += 1
+                continue
+            }
+            state.withLock { $0.connected = false }
+            reconnects.add(1, ordering: .relaxed)
+            // A connection that held for a while resets the backoff; one dropped at once (a broker
+            // refusing us or an event) keeps growing it, so there is no reconnect storm.
+            if let since = connectedSince, monotonicSeconds() - since >= 10 { attempt = 0 }
+            connectedSince = nil
+            lastFailure = ""
+            resetSession()
+            sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
+            attempt += 1
         }
     }
 
@@ -241,12 +265,17 @@ package final class MosquittoClient: Sendable {
     /// Disconnects cleanly (no last will is sent) and joins the network thread.
     package func stop() {
         let thread: pthread_t? = state.withLock { s in
-            guard s.running else { return nil }
-            s.running = false
+            guard s.running, !s.stopRequested else { return nil }
+            s.stopRequested = true
             return s.thread
         }
         guard let thread else { return }
-        mosquitto_disconnect(handle.raw)
+        // Let the network thread write the DISCONNECT (up to 2 s): a connection that just closes
+        // would make the broker publish the last will.
+        handleLock.withLock { _ in _ = mosquitto_disconnect(handle.raw) }
+        let deadline = monotonicSeconds() + 2
+        while isConnected && monotonicSeconds() < deadline { usleep(5000) }
+        state.withLock { $0.running = false }
         pthread_join(thread, nil)
         state.withLock { $0.connected = false }
     }
@@ -257,8 +286,10 @@ package final class MosquittoClient: Sendable {
     /// acknowledgement. The payload is copied by libmosquitto before this returns.
     package func publish(topic: String, payload: [UInt8], qos: Int32, retain: Bool = false) -> Result<Int32, MosquittoError> {
         var mid: Int32 = 0
-        let rc = payload.withUnsafeBytes { buf in
-            mosquitto_publish(handle.raw, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+        let rc = handleLock.withLock { _ in
+            payload.withUnsafeBytes { buf in
+                mosquitto_publish(handle.raw, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+            }
         }
         return rc == Int32(MOSQ_ERR_SUCCESS.rawValue) ? .success(mid) : .failure(MosquittoError(code: rc))
     }
@@ -269,7 +300,7 @@ package final class MosquittoClient: Sendable {
             s.subscriptions.append((topic, qos))
             return s.connected
         }
-        if connected { mosquitto_subscribe(handle.raw, nil, topic, qos) }
+        if connected { handleLock.withLock { _ in _ = mosquitto_subscribe(handle.raw, nil, topic, qos) } }
     }
 
     // MARK: Callbacks (network thread)
@@ -335,6 +366,12 @@ package final class MosquittoClient: Sendable {
         }
         onEvent(.message(topic: topic, payload: payload))
     }
+}
+
+private func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 private func check(_ rc: Int32) throws(MosquittoError) {

@@ -23,9 +23,21 @@ package struct SQLiteError: Error, Sendable, CustomStringConvertible {
 package final class SQLiteDatabase {
     private let handle: OpaquePointer
 
-    package init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    package enum Mode: Sendable {
+        case readOnly
+        /// Read and write an existing file; never create one.
+        case readWrite
+        case readWriteCreate
+    }
+
+    package init(path: String, mode: Mode = .readWriteCreate) throws(SQLiteError) {
         var db: OpaquePointer?
-        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let access: Int32 = switch mode {
+        case .readOnly: SQLITE_OPEN_READONLY
+        case .readWrite: SQLITE_OPEN_READWRITE
+        case .readWriteCreate: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        }
+        let flags = access | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"

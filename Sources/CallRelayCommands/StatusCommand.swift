@@ -1,0 +1,100 @@
+import ArgumentParser
+import CallRelayConfig
+import CallRelayCore
+import CallRelayOutbox
+
+/// `callrelay status`: what the outbox holds and whether the agent and its broker connection are
+/// up. Reads the outbox file directly, so it works with the agent stopped.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show events by state, oldest undelivered age, dead letters, and whether the agent runs and is connected.",
+        discussion: """
+            Reads the outbox file (storage.path) directly, so it works whether or not the agent runs, and asks the
+            running agent (http.listen, GET /metrics) whether it is connected to the broker.
+            Exit status 0; 69 when neither the agent nor the outbox can be read; 78 when the config is invalid.
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(name: .long, help: "How many of the newest dead letters to list.")
+    var deadLetters: Int = 10
+
+    func run() throws {
+        let (loaded, _) = loadConfiguration(flag: options.config)
+        guard let configuration = loaded else { throw ExitCode(ExitCodes.config) }
+        let now = Timestamp.nowMilliseconds()
+
+        let agent = AgentProbe.probe(configuration.http)
+        printLine("agent:         \(agent.summary)")
+
+        let path = configuration.storage.path
+        printLine("outbox:        \(path)")
+        let stats: OutboxStats
+        do {
+            stats = try SQLiteOutbox.inspect(path: path)
+        } catch {
+            printLine("               cannot read: \(error)")
+            if !agent.running { throw ExitCode(ExitCodes.unavailable) }
+            return
+        }
+        let oldest = stats.oldestPendingReceivedAtMilliseconds.map { " (oldest received \(age(now - $0)) ago)" } ?? ""
+        printLine("  pending:     \(stats.pending)\(oldest)")
+        let last = stats.lastDeliveredAtMilliseconds.map { " (last \(age(now - $0)) ago)" } ?? ""
+        printLine("  delivered:   \(stats.delivered)\(last)")
+        printLine("  dead letters: \(stats.deadLetters)")
+        if stats.deadLetters > 0, deadLetters > 0, let letters = try? SQLiteOutbox.deadLetters(path: path, limit: deadLetters) {
+            printLine("dead letters (newest first; `callrelay replay --since TIME` publishes them again):")
+            for l in letters {
+                printLine(
+                    "  \(Timestamp.rfc3339(millisecondsSinceEpoch: l.deadAtMilliseconds))  id \(l.eventID)  \(l.topic)  attempts \(l.attempts): \(l.reason)")
+            }
+        }
+    }
+}
+
+/// Asks the running agent for its state through `GET /metrics`.
+struct AgentProbe {
+    var running: Bool
+    var summary: String
+
+    static func probe(_ http: RelayConfiguration.HTTP) -> AgentProbe {
+        let address = http.localAddress
+        let client = HTTPClient(host: address.host, port: address.port, timeoutMilliseconds: 2000)
+        do {
+            let response = try client.request(method: "GET", path: "/metrics", headers: [], body: [])
+            guard response.status == 200 else {
+                return AgentProbe(running: true, summary: "something answers on \(client.authority) with HTTP \(response.status); is it callrelay?")
+            }
+            let connected = response.bodyText.split(separator: "\n").contains { $0 == "callrelay_mqtt_connected 1" }
+            return AgentProbe(
+                running: true,
+                summary: "running on \(client.authority); broker \(connected ? "connected" : "NOT connected (see the agent's log)")")
+        } catch {
+            return AgentProbe(running: false, summary: "not running (\(error))")
+        }
+    }
+}
+
+extension RelayConfiguration.HTTP {
+    /// Where a local tool reaches the agent: `http.listen`, a wildcard address replaced by loopback.
+    var localAddress: (host: String, port: Int) {
+        switch listenHost {
+        case "", "0.0.0.0": ("127.0.0.1", listenPort)
+        case "::", "[::]": ("::1", listenPort)
+        default: (listenHost, listenPort)
+        }
+    }
+}
+
+/// `3d4h`, `12m5s`, `800ms`.
+func age(_ milliseconds: Int64) -> String {
+    let ms = max(0, milliseconds)
+    if ms < 1000 { return "\(ms)ms" }
+    let s = ms / 1000
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60)
+    if d > 0 { return "\(d)d\(h)h" }
+    if h > 0 { return "\(h)h\(m)m" }
+    if m > 0 { return "\(m)m\(sec)s" }
+    return "\(sec)s"
+}

@@ -1,0 +1,83 @@
+import CSQLite
+
+/// A dead letter as `callrelay status` lists it.
+package struct DeadLetterRecord: Sendable, Equatable {
+    package var seq: Int64
+    package var eventID: String
+    package var topic: String
+    package var reason: String
+    package var attempts: Int
+    package var deadAtMilliseconds: Int64
+}
+
+/// Operator tools (`callrelay status`, `callrelay replay`): they open the file with their own
+/// connection, whether or not the agent runs. SQLite's locking and the agent's `busy_timeout`
+/// keep both safe; the agent's delivery pump polls for new rows, so replayed rows are picked up
+/// within a second while it runs, or at its next start.
+extension SQLiteOutbox {
+    /// Counts by state, without creating or changing the file.
+    package static func inspect(path: String) throws(SQLiteError) -> OutboxStats {
+        let db = try SQLiteDatabase(path: path, mode: .readWrite)
+        try db.execute("PRAGMA busy_timeout=5000")
+        return try readStats(db)
+    }
+
+    /// The most recent dead letters, newest first.
+    package static func deadLetters(path: String, limit: Int = 20) throws(SQLiteError) -> [DeadLetterRecord] {
+        let db = try SQLiteDatabase(path: path, mode: .readWrite)
+        try db.execute("PRAGMA busy_timeout=5000")
+        let s = try db.prepare(
+            """
+            SELECT e.seq, e.event_id, e.topic, d.reason, d.attempts, d.dead_at
+            FROM dead_letters d JOIN events e ON e.seq = d.seq ORDER BY d.dead_at DESC, e.seq DESC LIMIT ?1
+            """)
+        s.bind(1, Int64(limit))
+        var rows: [DeadLetterRecord] = []
+        while try s.step() {
+            rows.append(
+                DeadLetterRecord(
+                    seq: s.int64(0), eventID: s.text(1), topic: s.text(2), reason: s.text(3), attempts: Int(s.int64(4)),
+                    deadAtMilliseconds: s.int64(5)))
+        }
+        return rows
+    }
+
+    /// Queues stored events again: every delivered or dead-lettered event received in
+    /// `[since, until)` (optionally only of one call) is copied to the end of the queue with its
+    /// payload unchanged (same `id`: subscribers that de-duplicate on `id` will see a repeat).
+    /// Events still pending are not copied (they are about to be published anyway), nor are
+    /// earlier replay copies. Returns how many events were queued.
+    package static func replay(
+        path: String, sinceMilliseconds: Int64, untilMilliseconds: Int64?, callID: String?, now: Int64 = nowMilliseconds()
+    ) throws(SQLiteError) -> Int {
+        let db = try SQLiteDatabase(path: path, mode: .readWrite)
+        try db.execute("PRAGMA busy_timeout=10000")
+        let s = try db.prepare(
+            """
+            INSERT INTO events(event_id, kind, event, app_id, call_id, topic, payload, received_at)
+            SELECT event_id || '#replay-' || ?4 || '-' || seq, kind, event, app_id, call_id, topic, payload, ?4
+            FROM events
+            WHERE received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
+              AND (seq IN (SELECT seq FROM delivered) OR seq IN (SELECT seq FROM dead_letters))
+              AND instr(event_id, '#replay-') = 0
+            ORDER BY seq
+            """)
+        s.bind(1, sinceMilliseconds)
+        s.bind(2, untilMilliseconds ?? Int64.max)
+        s.bind(3, callID)
+        s.bind(4, now)
+        try db.execute("BEGIN IMMEDIATE")
+        do throws(SQLiteError) {
+            try s.run()
+            let copied = db.changes
+            // Copies are pending like any new event.
+            try db.execute(
+                "INSERT OR IGNORE INTO pending(seq) SELECT seq FROM events WHERE received_at = \(now) AND instr(event_id, '#replay-\(now)-') > 0")
+            try db.execute("COMMIT")
+            return copied
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw error
+        }
+    }
+}
