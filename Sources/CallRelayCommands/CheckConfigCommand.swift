@@ -11,13 +11,14 @@ struct CheckConfigCommand: ParsableCommand {
         commandName: "check-config",
         abstract: "Validate the config file: syntax, types, ranges, unknown keys (typos).",
         discussion: """
-            Prints every problem as PATH:LINE: message (warnings too), then "PATH: configuration is valid".
+            Prints every problem as PATH:LINE: message (warnings too), then "PATH: configuration is valid". \
             systemd runs this before every start of the service.
 
             With --connect it also tries what the agent needs at start, one line per stage:
               config PATH ... ok
               outbox /var/lib/callrelay/outbox.sqlite3 ... ok (12 pending)
               broker 127.0.0.1:1883 ... ok (connected as callrelay-check-4242)
+
             The outbox is opened as the agent opens it; a missing outbox is not created (only its \
             directory is checked), so running this as root never leaves a root-owned file behind. \
             The broker connection uses the configured host, port, user name, password and TLS \

@@ -10,19 +10,21 @@ struct SendTestCommand: ParsableCommand {
         commandName: "send-test",
         abstract: "Send a test webhook to the running agent and wait for it on MQTT: PASS or FAIL.",
         discussion: """
-            Uses the same config file as the agent (run it with sudo: the file is readable by root and the \
-            callrelay group only):
-              1. connects to the broker (mqtt.host, mqtt.port, credentials, TLS) as callrelay-send-test-PID and \
-            subscribes to {topic_prefix}/callrelay-send-test/live/#;
-              2. posts a live event with a new call id to http://HOST:PORT/webhooks/piopiy/live, where HOST:PORT \
-            is http.listen (127.0.0.1 or ::1 when it listens on every address), with http.token;
-              3. waits until a message with the id from the agent's answer arrives.
-            It prints one line per stage, then PASS with the timings, or FAIL with what to check: agent not \
-            running, wrong token, outbox full, broker unreachable (with the libmosquitto reason), or the event \
-            not published within --timeout seconds.
+            Uses the agent's config file; run it with sudo (the installed file is readable
+            by root and the callrelay group only). One line per stage:
+              broker  connects with the agent's MQTT settings (host, port, credentials,
+                      TLS) as callrelay-send-test-PID and subscribes to
+                      {topic_prefix}/callrelay-send-test/live/#
+              agent   posts a live event with a new call id, with http.token, to
+                      http://HOST:PORT/webhooks/piopiy/live, HOST:PORT from http.listen
+                      (127.0.0.1 or ::1 when it listens on every address; see --agent)
+              mqtt    waits for the message carrying the id from the agent's answer
+            then PASS with the timings, or FAIL with what to check: agent not running,
+            wrong token, outbox full (503), broker unreachable (with the libmosquitto
+            reason), or the event not published within --timeout seconds.
 
-            Subscribers see the test event on {topic_prefix}/callrelay-send-test/live/send_test with \
-            app_id "callrelay-send-test"; they can ignore that app id.
+            Subscribers see the test event on {topic_prefix}/callrelay-send-test/live/send_test
+            with app_id "callrelay-send-test"; they can ignore that app id.
 
             Exit status: 0 PASS; 1 FAIL; 78 invalid configuration.
             """)
