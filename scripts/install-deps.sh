@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what callrelay needs to build, test and run its demo on Debian 12 / Ubuntu 22.04+:
-# libmosquitto-dev, libsqlite3-dev (build), mosquitto + mosquitto-clients (tests, demo), curl, wrk (bench).
+# libmosquitto-dev, libsqlite3-dev (build), mosquitto + mosquitto-clients (tests, demo), curl, wrk (bench),
+# openssl (the TLS tests make their own CA), dpkg-dev + binutils + lintian (packaging/build-deb.sh and
+# the packaging test in tests/packaging).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in libmosquitto-dev libsqlite3-dev mosquitto mosquitto-clients curl pkg-config; do
+for p in libmosquitto-dev libsqlite3-dev mosquitto mosquitto-clients curl pkg-config openssl dpkg-dev binutils lintian; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "${CALLRELAY_BENCH:-0}" = 1 ]; then have_pkg wrk || need+=(wrk); fi
