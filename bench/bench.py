@@ -647,8 +647,8 @@ def build_report(runs: list[dict], meta: dict) -> str:
     lines.append("RSS in MiB (kB from /proc ÷ 1024). Ranges (min–max over repetitions), CPU split and foreign load: see the raw runs below.")
     lines.append("")
     # Ranges and CPU split
-    lines.append("| system | broker | conns | req/s min–max | p99 min–max | cores: system / broker / subscriber / wrk / foreign (median) |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| system | broker | conns | req/s min–max | p99 min–max | delivery catch-up after the phase, s (median) | cores: system / broker / subscriber / wrk / foreign (median) |")
+    lines.append("|---|---|---|---|---|---|---|")
     for b in brokers:
         for c in conns:
             for s in systems:
@@ -658,7 +658,8 @@ def build_report(runs: list[dict], meta: dict) -> str:
                 lo, hi = rng([r["rps"] for r in rs])
                 plo, phi = rng([r["p99_ms"] for r in rs])
                 cores = " / ".join(f"{med([r['cpu_cores'][k] for r in rs]):.2f}" for k in ("system", "broker", "subscriber", "wrk", "foreign"))
-                lines.append(f"| {s} | {b} | {c} | {lo:,.0f}–{hi:,.0f} | {plo:.2f}–{phi:.2f} | {cores} |")
+                catch = med([r["catchup_s"] for r in rs])
+                lines.append(f"| {s} | {b} | {c} | {lo:,.0f}–{hi:,.0f} | {plo:.2f}–{phi:.2f} | {catch:.2f} | {cores} |")
     lines.append("")
     lines.append("| system | broker | drain N | accepted while broker down, req/s | reconnect s | drain s | drain events/s min–max | lost |")
     lines.append("|---|---|---|---|---|---|---|---|")
@@ -716,7 +717,7 @@ def main() -> int:
     ap.add_argument("--peer-threads", type=int, default=64)
     ap.add_argument("--no-drain", action="store_true")
     ap.add_argument("--stall", type=float, default=15, help="give up waiting for the subscriber after this many seconds without progress")
-    ap.add_argument("--quiet-wait", type=float, default=60, help="wait up to this long for foreign load to drop before each run")
+    ap.add_argument("--quiet-wait", type=float, default=20, help="wait up to this long for foreign load to drop before each run")
     ap.add_argument("--quiet-threshold", type=float, default=0.3, help="cores of foreign load tolerated before a run")
     ap.add_argument("--tmp", default=os.environ.get("BENCH_TMP", tempfile.gettempdir()))
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))

@@ -12,7 +12,7 @@
 -- REQUESTS counts completed answers; NON2XX counts status >= 400 (wrk's summary.errors.status).
 local counter = 0
 -- A per-run salt: ids never repeat across runs against the same outbox.
-math.randomseed(os.time())
+math.randomseed(os.time() + os.clock() * 1e6)
 local salt = tostring(os.time()) .. tostring(math.random(1, 1000000000))
 thread_id = 0
 limit = 0
@@ -21,6 +21,7 @@ local wanted, nthreads = 0, 1
 
 function init(args)
   -- Runs once per thread, in that thread's Lua state, before the first request.
+  math.randomseed(os.time() * 1000 + thread_id * 7919 + math.floor(os.clock() * 1e6))
   if args[1] ~= nil then
     wanted = tonumber(args[1]) or 0
     nthreads = tonumber(args[2]) or 1
@@ -33,13 +34,22 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- A random UUID (version 4 layout), as PIOPIY's call ids are: a call id is indexed, so sequential
+-- ids would make the outbox's index look cheaper than it is in production.
+local function uuid()
+  return string.format("%08x-%04x-4%03x-%04x-%04x%08x", math.random(0, 0x7fffffff) * 2 + math.random(0, 1),
+    math.random(0, 0xffff), math.random(0, 0xfff), 0x8000 + math.random(0, 0x3fff), math.random(0, 0xffff),
+    math.random(0, 0x7fffffff) * 2 + math.random(0, 1))
+end
+
 request = function()
   counter = counter + 1
+  local call = uuid()
   local body = string.format(
-    '{"appid":2222224,"callerid":440000000000,"conversation_uuid":"bench-%s-%d-%d","direction":"outbound",' ..
+    '{"appid":2222224,"callerid":440000000000,"conversation_uuid":"%s","direction":"outbound",' ..
     '"extra_params":"{\\"key\\":\\"value\\"}","from":440000000000,"leg":"a","request_id":"bench-%s-%d-%d",' ..
-    '"status":"out_started","time":%d,"to":19170000000,"cmiuuid":"bench-%s-%d-%d","vn":440000000000}',
-    salt, thread_id, counter, salt, thread_id, counter, 1725942871456 + counter, salt, thread_id, counter)
+    '"status":"out_started","time":%d,"to":19170000000,"cmiuuid":"%s","vn":440000000000}',
+    call, salt, thread_id, counter, 1725942871456 + counter, call)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 
