@@ -9,11 +9,11 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Publish stored events again: delivered events and dead letters received in a time window.",
         discussion: """
-            Copies every delivered or dead-lettered event received in [--since, --until) (optionally of one call) to the
-            end of the outbox queue, payload unchanged (same "id": subscribers that de-duplicate on id see a repeat).
-            Events still pending are not copied. The running agent publishes the copies within about a second; a stopped
+            Copies every delivered or dead-lettered event received in [--since, --until) (optionally of one call) to the \
+            end of the outbox queue, payload unchanged (same "id": subscribers that de-duplicate on id see a repeat). \
+            Events still pending are not copied. The running agent publishes the copies within about a second; a stopped \
             agent publishes them when it starts. Delivered events are kept storage.retention_hours.
-            TIME: RFC 3339 (2024-09-10T04:34:31Z), a date (2024-09-10, UTC), a duration ago (30m, 2h, 7d), now,
+            TIME: RFC 3339 (2024-09-10T04:34:31Z), a date (2024-09-10, UTC), a duration ago (30m, 2h, 7d), now, \
             or epoch seconds/milliseconds.
             """)
 

@@ -11,8 +11,8 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run the agent in the foreground until SIGTERM or SIGINT.",
         discussion: """
-            Receives webhooks on http.listen, stores each in the outbox (storage.path) before answering 200,
-            and publishes them to the MQTT broker. On SIGTERM/SIGINT: stops intake, waits for in-flight
+            Receives webhooks on http.listen, stores each in the outbox (storage.path) before answering 200, \
+            and publishes them to the MQTT broker. On SIGTERM/SIGINT: stops intake, waits for in-flight \
             acknowledgements, publishes `offline`, exits 0. Exits 78 when the config is invalid.
             """)
 

@@ -10,7 +10,7 @@ struct StatusCommand: ParsableCommand {
         commandName: "status",
         abstract: "Show events by state, oldest undelivered age, dead letters, and whether the agent runs and is connected.",
         discussion: """
-            Reads the outbox file (storage.path) directly, so it works whether or not the agent runs, and asks the
+            Reads the outbox file (storage.path) directly, so it works whether or not the agent runs, and asks the \
             running agent (http.listen, GET /metrics) whether it is connected to the broker.
             Exit status 0; 69 when neither the agent nor the outbox can be read; 78 when the config is invalid.
             """)

@@ -48,8 +48,14 @@ struct MetricsText: Sendable {
             "callrelay_outbox_oldest_pending_age_seconds", .gauge,
             "Age of the oldest event waiting for the broker, 0 when none waits (refreshed every few seconds).")
         out.sample("callrelay_outbox_oldest_pending_age_seconds", oldest == 0 ? 0 : Double(max(0, nowMilliseconds - oldest)) / 1000)
-        // Dead letters: the lead adds `callrelay_outbox_dead_letters` (a gauge from
-        // `OutboxMetrics.deadLetters`) here, next to the other outbox families.
+        out.family(
+            "callrelay_outbox_dead_letters", .gauge,
+            "Events the broker kept refusing, moved out of the queue (listed by `callrelay status`, published again by `callrelay replay`).")
+        out.sample("callrelay_outbox_dead_letters", m.deadLetters.load(ordering: .relaxed))
+        out.family(
+            "callrelay_outbox_pruned_for_space_total", .counter,
+            "Delivered events deleted before their retention ended, to make room at storage.max_bytes or on a nearly full disk.")
+        out.sample("callrelay_outbox_pruned_for_space_total", m.prunedForSpace.load(ordering: .relaxed))
         let histogram = m.commitHistogram()
         out.family(
             "callrelay_outbox_commit_duration_seconds", .histogram,

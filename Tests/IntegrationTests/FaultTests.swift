@@ -144,6 +144,8 @@ struct FaultTests {
         #expect(Set(ids).isSuperset(of: small), "the events behind the poison are delivered")
         #expect(!ids.contains(poison.json?["id"] as? String ?? "?"))
         #expect(waitUntil(seconds: 10) { daemon.outbox.metrics.deadLetters.load(ordering: .relaxed) == 1 })
+        let metrics = try HTTPTestClient.request(port: daemon.httpPort, method: "GET", path: "/metrics").bodyText
+        #expect(metrics.contains("callrelay_outbox_dead_letters 1"), "dead letters are visible to monitoring")
         let letters = try SQLiteOutbox.deadLetters(path: daemon.configuration.storage.path)
         #expect(letters.count == 1)
         #expect(letters.first?.eventID == poison.json?["id"] as? String)
