@@ -131,10 +131,10 @@ def cpu_ticks(pids) -> int:
 
 
 def machine_ticks() -> tuple[int, int]:
-    """(user+nice+system, all) jiffies of the whole machine."""
+    """(busy, all) jiffies of the whole machine; busy = user+nice+system+irq+softirq+steal."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return v[0] + v[1] + v[2], sum(v)
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], sum(v)
 
 
 def children_rusage_ticks() -> int:
@@ -459,6 +459,7 @@ def load_run(system: System, nodelay: bool, opts) -> dict:
             ours1 = cpu_ticks(ours)
             cpu_sys1, cpu_broker1, cpu_sub1 = cpu_ticks(system.pids()), cpu_ticks([broker.pid]), cpu_ticks([sub.proc.pid])
             stored, delivered, catchup = wait_delivered(system, sub, opts.stall)
+            busy = (busy1 - busy0) / CLK_TCK / elapsed
             foreign = ((busy1 - busy0) - (ours1 - ours0) - w.cpu_s * CLK_TCK) / CLK_TCK / elapsed
             res[f"c{conns}"] = {
                 "rps": w.rps, "p50_ms": w.p50_ms, "p99_ms": w.p99_ms, "answered": w.requests - w.non2xx,
@@ -471,6 +472,7 @@ def load_run(system: System, nodelay: bool, opts) -> dict:
                     "subscriber": round((cpu_sub1 - cpu_sub0) / CLK_TCK / elapsed, 2),
                     "wrk": round(w.cpu_s / elapsed, 2),
                     "foreign": round(max(0.0, foreign), 2),
+                    "machine_busy": round(busy, 2),  # of os.cpu_count() cores, everything included
                 },
             }
             log(f"  {system.name:11s} {res['broker']:7s} c{conns}: {w.rps:9.0f}/s p50 {w.p50_ms:.2f} p99 {w.p99_ms:.2f} ms, "
@@ -647,7 +649,7 @@ def build_report(runs: list[dict], meta: dict) -> str:
     lines.append("RSS in MiB (kB from /proc ÷ 1024). Ranges (min–max over repetitions), CPU split and foreign load: see the raw runs below.")
     lines.append("")
     # Ranges and CPU split
-    lines.append("| system | broker | conns | req/s min–max | p99 min–max | delivery catch-up after the phase, s (median) | cores: system / broker / subscriber / wrk / foreign (median) |")
+    lines.append("| system | broker | conns | req/s min–max | p99 min–max | delivery catch-up after the phase, s (median) | cores used (median): system / broker / subscriber / wrk / foreign / whole machine busy |")
     lines.append("|---|---|---|---|---|---|---|")
     for b in brokers:
         for c in conns:
@@ -657,7 +659,8 @@ def build_report(runs: list[dict], meta: dict) -> str:
                     continue
                 lo, hi = rng([r["rps"] for r in rs])
                 plo, phi = rng([r["p99_ms"] for r in rs])
-                cores = " / ".join(f"{med([r['cpu_cores'][k] for r in rs]):.2f}" for k in ("system", "broker", "subscriber", "wrk", "foreign"))
+                cores = " / ".join(f"{med([r['cpu_cores'].get(k) for r in rs]) or 0:.2f}"
+                                   for k in ("system", "broker", "subscriber", "wrk", "foreign", "machine_busy"))
                 catch = med([r["catchup_s"] for r in rs])
                 lines.append(f"| {s} | {b} | {c} | {lo:,.0f}–{hi:,.0f} | {plo:.2f}–{phi:.2f} | {catch:.2f} | {cores} |")
     lines.append("")
@@ -684,6 +687,7 @@ def machine_info(opts) -> dict:
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "commit": sh(f"git -C {ROOT} rev-parse --short HEAD") + (" (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain --untracked-files=no") else ""),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "mem": sh("free -g | awk '/Mem:/{print $2\" GiB\"}'"),
