@@ -5,8 +5,8 @@
 # twice (stock config, then set_tcp_nodelay true). Prints one markdown table and writes it to
 # bench/results/<date>.md. Method and results: docs/benchmarks.md.
 #
-#   bench/run.sh                 # full run: 3 repetitions (about 15 minutes on 2 cores, plus the build)
-#   bench/run.sh --quick         # 1 repetition, 6 s phases, smaller drains (about 3 minutes)
+#   bench/run.sh                 # full run: 3 repetitions (about 9 minutes on 2 cores, plus a 1.5-2.5 min build)
+#   bench/run.sh --quick         # 1 repetition, 6 s phases, smaller drains (about 2 minutes)
 #   bench/run.sh --no-build ...  # reuse .build-bench/release/callrelay
 #   bench/run.sh --reps 5 --duration 15 --connections 16,64 --brokers stock,nodelay \
 #                --drain-n 50000 --peer-drain-n 10000 --systems callrelay,peer --keep
