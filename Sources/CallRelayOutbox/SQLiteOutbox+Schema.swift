@@ -68,7 +68,8 @@ extension SQLiteOutbox {
                     payload BLOB NOT NULL,
                     received_at INTEGER NOT NULL
                 );
-                CREATE INDEX IF NOT EXISTS events_call ON events(call_id, seq);
+                -- No index on call_id: random keys cost a page write per event; `replay --call`
+                -- filters inside its time window (events_received) instead.
                 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
                 -- Delivery state lives in small tables: events rows are never updated (an UPDATE
                 -- rewrites a row's overflow pages, which a nearly full disk cannot afford).
