@@ -85,13 +85,7 @@ struct SendTest {
 
     /// Where the agent is reached: `http.listen`, with a wildcard address replaced by loopback.
     var agentAddress: (host: String, port: Int) {
-        if let agent { return agent }
-        let host = configuration.http.listenHost
-        switch host {
-        case "", "0.0.0.0": return ("127.0.0.1", configuration.http.listenPort)
-        case "::", "[::]": return ("::1", configuration.http.listenPort)
-        default: return (host, configuration.http.listenPort)
-        }
+        agent ?? configuration.http.localAddress
     }
 
     func run() -> String? {

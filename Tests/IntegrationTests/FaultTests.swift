@@ -20,6 +20,17 @@ struct FaultTests {
             """.utf8)
     }
 
+    /// Posts 16 KB events until one is not answered 200; returns the ids stored and that answer.
+    func fillUntilRefused(port: Int, call: String) throws -> (stored: [String], refusal: HTTPTestResponse?) {
+        var stored: [String] = []
+        for n in 0..<400 {
+            let r = try post(port, bigEvent(call: "\(call)-\(n)", n: n, padding: 16_000))
+            guard r.status == 200 else { return (stored, r) }
+            stored.append(r.json?["id"] as? String ?? "")
+        }
+        return (stored, nil)
+    }
+
     @Test func aFullOutboxAnswers503UntilTheBacklogDrainsAndLosesNothing() async throws {
         let broker = try MosquittoBroker(persistent: true)
         let collector = try MessageCollector(port: broker.port, topic: "piopiy/#", clientID: "full-collector", persistentSession: true)
@@ -28,17 +39,7 @@ struct FaultTests {
         let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
         broker.stop()
 
-        var stored: [String] = []
-        var refusal: HTTPTestResponse?
-        for n in 0..<400 {
-            let r = try post(daemon.httpPort, bigEvent(call: "full-\(n)", n: n, padding: 16_000))
-            if r.status == 200 {
-                stored.append(r.json?["id"] as? String ?? "")
-            } else {
-                refusal = r
-                break
-            }
-        }
+        let (stored, refusal) = try fillUntilRefused(port: daemon.httpPort, call: "full")
         let full = try #require(refusal, "the outbox never filled up")
         #expect(full.status == 503)
         #expect(Int(full.headers["retry-after"] ?? "") ?? 0 > 0)
@@ -79,17 +80,7 @@ struct FaultTests {
         let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
         broker.stop()
 
-        var stored: [String] = []
-        var refusal: HTTPTestResponse?
-        for n in 0..<400 {
-            let r = try post(daemon.httpPort, bigEvent(call: "disk-\(n)", n: n, padding: 16_000))
-            if r.status == 200 {
-                stored.append(r.json?["id"] as? String ?? "")
-            } else {
-                refusal = r
-                break
-            }
-        }
+        let (stored, refusal) = try fillUntilRefused(port: daemon.httpPort, call: "disk")
         let full = try #require(refusal, "the disk never filled up")
         #expect(full.status == 503)
         #expect(full.headers["retry-after"] != nil)
