@@ -132,11 +132,18 @@ package final class SQLiteOutbox: Sendable {
         let rollback: SQLiteStatement
         /// Whether checkpoints currently run inside commits (disk space low).
         let tightWAL = Flag()
+        /// Bytes that may still be appended before the space is measured again.
+        let spaceBudget = Budget()
     }
 
     final class Flag: @unchecked Sendable {
         // Confined to the outbox queue, like the connection.
         var value = false
+    }
+
+    final class Budget: @unchecked Sendable {
+        // Confined to the outbox queue, like the connection.
+        var bytes: Int64 = 0
     }
 
     package let path: String
@@ -153,6 +160,8 @@ package final class SQLiteOutbox: Sendable {
     private let softCapPages: Int64
     /// Free filesystem space kept for acknowledgements and checkpoints: appends stop below it.
     let diskHeadroomBytes: Int64
+    /// Appended bytes between two space measurements (see `write`).
+    private let spaceCheckInterval: Int64
 
     /// Opens (creating if needed) the outbox at `path`.
     package init(
@@ -174,7 +183,9 @@ package final class SQLiteOutbox: Sendable {
         // file is truncated back to half the disk headroom after each full checkpoint.
         try db.execute("PRAGMA wal_autocheckpoint=0")
         try db.execute("PRAGMA journal_size_limit=\(diskHeadroomBytes / 2)")
-        try db.execute("PRAGMA max_page_count=\(softCapPages + max(64, softCapPages / 50))")
+        let reservePages = max(64, softCapPages / 50)
+        try db.execute("PRAGMA max_page_count=\(softCapPages + reservePages)")
+        self.spaceCheckInterval = min(reservePages * pageSize, diskHeadroomBytes) / 4
         let conn = Connection(
             db: db,
             insert: try db.prepare(
@@ -377,10 +388,20 @@ package final class SQLiteOutbox: Sendable {
     private func write(_ conn: Connection, appends: [OutboxEvent], marks: [Int64], dead: [DeadLetter]) -> FlushResult {
         var events = appends
         var refusal: OutboxError?
-        // Try to free room first; refuse the appends only if that did not help.
-        if !events.isEmpty, let problem = spaceProblem(conn), makeRoom(conn) == 0 || spaceProblem(conn) != nil {
-            refusal = .full(problem)
-            events = []
+        // Measuring space costs two PRAGMAs and a statvfs: do it only once the bytes appended since
+        // the last clean measurement could have used up a quarter of the smaller margin (the
+        // reserve above the cap, or the disk headroom). Try to free room first; refuse the appends
+        // only if that did not help.
+        let batchBytes = events.reduce(Int64(0)) { $0 + Int64($1.payload.count) * 2 }
+        conn.spaceBudget.bytes -= batchBytes
+        if !events.isEmpty, conn.spaceBudget.bytes <= 0 {
+            if let problem = spaceProblem(conn), makeRoom(conn) == 0 || spaceProblem(conn) != nil {
+                refusal = .full(problem)
+                events = []
+                conn.spaceBudget.bytes = 0
+            } else {
+                conn.spaceBudget.bytes = spaceCheckInterval
+            }
         }
         if events.isEmpty && marks.isEmpty && dead.isEmpty {
             return FlushResult(appends: refusal.map { .failure($0) } ?? .success([]), settled: true, marked: 0, roomAgain: false)
