@@ -13,8 +13,8 @@ struct OutboxWebhookStore: WebhookStore {
         _ event: NormalizedEvent, receivedAtMilliseconds: Int64, completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void
     ) {
         let row = OutboxEvent(
-            id: event.id, kind: event.kind.rawValue, event: event.event, appID: event.appID, callID: event.callID,
-            topic: event.topic(prefix: topicPrefix), payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
+            id: event.id, dedupeOrder: event.dedupeOrder, callID: event.callID, topic: event.topic(prefix: topicPrefix),
+            payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
         outbox.append(row) { result in
             switch result {
             case .success(.stored(let id)): completion(.success(.stored(id: id)))

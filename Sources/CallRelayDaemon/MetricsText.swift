@@ -56,6 +56,22 @@ struct MetricsText: Sendable {
             "callrelay_outbox_pruned_for_space_total", .counter,
             "Delivered events deleted before their retention ended, to make room at storage.max_bytes or on a nearly full disk.")
         out.sample("callrelay_outbox_pruned_for_space_total", m.prunedForSpace.load(ordering: .relaxed))
+        out.family(
+            "callrelay_outbox_delivery_reads_total", .counter,
+            "Events handed to the delivery pump, by where they came from: memory (just committed) or disk (a backlog read back).")
+        out.sample("callrelay_outbox_delivery_reads_total", labels: [("source", "memory")], m.fetchedFromMemory.load(ordering: .relaxed))
+        out.sample("callrelay_outbox_delivery_reads_total", labels: [("source", "disk")], m.fetchedFromDisk.load(ordering: .relaxed))
+        out.family("callrelay_outbox_wal_bytes", .gauge, "Bytes in the outbox's write-ahead log after the last commit (kept under storage.max_bytes / 8, at most 32 MiB; truncated when idle).")
+        out.sample("callrelay_outbox_wal_bytes", m.walBytes.load(ordering: .relaxed))
+        out.family("callrelay_outbox_wal_frames_total", .counter, "WAL frames (one page plus a 24-byte header each) written by the outbox's commits; ÷ commits = pages per commit.")
+        out.sample("callrelay_outbox_wal_frames_total", m.walFramesWritten.load(ordering: .relaxed))
+        out.family("callrelay_outbox_max_bytes", .gauge, "storage.max_bytes: the bound on the database, WAL and SHM files together.")
+        out.sample("callrelay_outbox_max_bytes", Int(outbox.space.maxBytes))
+        out.family("callrelay_outbox_checkpoints_total", .counter, "WAL checkpoints the writer ran to restart the log (result=busy: a reader kept one from completing).")
+        out.sample("callrelay_outbox_checkpoints_total", labels: [("result", "done")], m.checkpoints.load(ordering: .relaxed))
+        out.sample("callrelay_outbox_checkpoints_total", labels: [("result", "busy")], m.checkpointsBusy.load(ordering: .relaxed))
+        out.family("callrelay_outbox_checkpoint_seconds_total", .counter, "Time the writer spent in those checkpoints (webhooks wait meanwhile).")
+        out.sample("callrelay_outbox_checkpoint_seconds_total", Double(m.checkpointMicros.load(ordering: .relaxed)) / 1e6)
         let histogram = m.commitHistogram()
         out.family(
             "callrelay_outbox_commit_duration_seconds", .histogram,

@@ -22,6 +22,9 @@ package struct NormalizedEvent: Sendable {
     package let id: String
     /// Identity of the event; re-sends of the same event have the same key.
     package let dedupeKey: String
+    /// An integer that orders events roughly by time and is equal for equal dedupe keys (the live
+    /// event's `time`; 0 for CDRs and key-less events). See `PiopiyNormalizer.dedupeOrder`.
+    package let dedupeOrder: Int64
     package let kind: WebhookKind
     /// Sanitized event name (a topic level).
     package let event: String
@@ -33,11 +36,12 @@ package struct NormalizedEvent: Sendable {
     package let payload: [UInt8]
 
     package init(
-        id: String, dedupeKey: String, kind: WebhookKind, event: String, appID: String, callID: String?,
+        id: String, dedupeKey: String, dedupeOrder: Int64 = 0, kind: WebhookKind, event: String, appID: String, callID: String?,
         payload: [UInt8]
     ) {
         self.id = id
         self.dedupeKey = dedupeKey
+        self.dedupeOrder = dedupeOrder
         self.kind = kind
         self.event = event
         self.appID = appID

@@ -24,8 +24,8 @@ package enum PiopiyNormalizer {
             fields, body: body, id: id, kind: kind, event: event, callID: callID,
             receivedAtMilliseconds: receivedAtMilliseconds)
         return NormalizedEvent(
-            id: id, dedupeKey: dedupeKey, kind: kind, event: event, appID: appLevel, callID: callID,
-            payload: payload)
+            id: id, dedupeKey: dedupeKey, dedupeOrder: dedupeOrder(fields, kind: kind, hasCallID: callID != nil), kind: kind,
+            event: event, appID: appLevel, callID: callID, payload: payload)
     }
 
     // MARK: Input fields
@@ -201,6 +201,17 @@ package enum PiopiyNormalizer {
             let time = FieldConversion.keyComponent(f.time)
             return "live|\(app)|\(call)|\(leg)|\(status)|\(time)"
         }
+    }
+
+    /// The `time` component of a live event's dedupe key as an integer (0 when the key has none,
+    /// or it is not a plain non-negative integer). Derived from the key, so every re-send of an
+    /// event carries the same value; the outbox orders its dedupe index by it, so the index grows
+    /// at its right edge like the events do, instead of at random places.
+    static func dedupeOrder(_ f: Fields, kind: WebhookKind, hasCallID: Bool) -> Int64 {
+        guard hasCallID, kind == .live else { return 0 }
+        let component = FieldConversion.rawKeyComponent(f.time)
+        guard component.utf8.count <= 18, let value = Int64(component), value > 0 else { return 0 }
+        return value
     }
 
     // MARK: Payload

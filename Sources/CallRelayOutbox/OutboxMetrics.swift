@@ -20,6 +20,18 @@ package final class OutboxMetrics: Sendable {
     package let pending = Atomic<Int>(0)
     /// `received_at` (ms) of the oldest pending event, 0 when none; refreshed every few seconds.
     package let oldestPendingReceivedAtMilliseconds = Atomic<Int64>(0)
+    /// Events handed to the delivery pump from memory (just committed) and read back from the file.
+    package let fetchedFromMemory = Atomic<Int>(0)
+    package let fetchedFromDisk = Atomic<Int>(0)
+    /// Checkpoints the writer ran to restart the WAL, their total time, and those a reader blocked.
+    package let checkpoints = Atomic<Int>(0)
+    package let checkpointMicros = Atomic<Int>(0)
+    package let checkpointsBusy = Atomic<Int>(0)
+    /// Bytes in the WAL after the last commit (its frames; the file is truncated when idle).
+    package let walBytes = Atomic<Int>(0)
+    /// WAL frames (page + 24-byte header) the writer's commits wrote: what the outbox writes to
+    /// disk besides the checkpoints that copy them into the database file.
+    package let walFramesWritten = Atomic<Int>(0)
 
     package init() {
         bucketCounts = (0...Self.commitBuckets.count).map { _ in Cell() }

@@ -19,7 +19,26 @@ extension SQLiteOutbox {
     package static func inspect(path: String) throws(SQLiteError) -> OutboxStats {
         let db = try SQLiteDatabase(path: path, mode: .readWrite)
         try db.execute("PRAGMA busy_timeout=5000")
+        // An outbox of v0.1.0 not yet migrated (the agent migrates it at its next start).
+        switch try db.scalarInt("PRAGMA user_version") {
+        case 1: return try readVersion1Stats(db)
+        case movingFromVersion1:
+            throw SQLiteError(
+                code: SQLITE_BUSY, message: "the agent is migrating this outbox from v0.1.0; try again in a moment", context: "open \(path)")
+        default: break
+        }
         return try readStats(db)
+    }
+
+    private static func readVersion1Stats(_ db: SQLiteDatabase) throws(SQLiteError) -> OutboxStats {
+        let last = try db.scalarInt("SELECT max(delivered_at) FROM delivered")
+        return OutboxStats(
+            pending: Int(try db.scalarInt("SELECT count(*) FROM pending") ?? 0),
+            delivered: Int(try db.scalarInt("SELECT count(*) FROM delivered") ?? 0),
+            deadLetters: Int(try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0),
+            oldestPendingReceivedAtMilliseconds: try db.scalarInt(
+                "SELECT e.received_at FROM pending p JOIN events e ON e.seq = p.seq ORDER BY p.seq LIMIT 1"),
+            lastDeliveredAtMilliseconds: last ?? nil)
     }
 
     /// The most recent dead letters, newest first.
@@ -46,33 +65,37 @@ extension SQLiteOutbox {
     /// `[since, until)` (optionally only of one call) is copied to the end of the queue with its
     /// payload unchanged (same `id`: subscribers that de-duplicate on `id` will see a repeat).
     /// Events still pending are not copied (they are about to be published anyway), nor are
-    /// earlier replay copies. Returns how many events were queued.
+    /// earlier replay copies. Returns how many events were queued. Reads the whole table (there is
+    /// no time index: it would cost every webhook a page write for a command run by hand).
     package static func replay(
         path: String, sinceMilliseconds: Int64, untilMilliseconds: Int64?, callID: String?, now: Int64 = nowMilliseconds()
     ) throws(SQLiteError) -> Int {
         let db = try SQLiteDatabase(path: path, mode: .readWrite)
         try db.execute("PRAGMA busy_timeout=10000")
-        let s = try db.prepare(
-            """
-            INSERT INTO events(event_id, kind, event, app_id, call_id, topic, payload, received_at)
-            SELECT event_id || '#replay-' || ?4 || '-' || seq, kind, event, app_id, call_id, topic, payload, ?4
-            FROM events
-            WHERE received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
-              AND (seq IN (SELECT seq FROM delivered) OR seq IN (SELECT seq FROM dead_letters))
-              AND instr(event_id, '#replay-') = 0
-            ORDER BY seq
-            """)
-        s.bind(1, sinceMilliseconds)
-        s.bind(2, untilMilliseconds ?? Int64.max)
-        s.bind(3, callID)
-        s.bind(4, now)
         try db.execute("BEGIN IMMEDIATE")
         do throws(SQLiteError) {
+            // New rows go above both the newest row and the watermark, like the agent's (see
+            // `Writer.write`): everything above the watermark is pending or settled.
+            let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
+            let first = max(try db.scalarInt("SELECT max(seq) FROM events") ?? 0, watermark) + 1
+            let s = try db.prepare(
+                """
+                INSERT INTO events(seq, event_id, call_id, topic, payload, received_at)
+                SELECT ?5 + row_number() OVER (ORDER BY seq) - 1, event_id || '#replay-' || ?4 || '-' || seq, call_id, topic, payload, ?4
+                FROM events
+                WHERE received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
+                  AND (seq <= ?6 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))
+                  AND instr(event_id, '#replay-') = 0
+                ORDER BY seq
+                """)
+            s.bind(1, sinceMilliseconds)
+            s.bind(2, untilMilliseconds ?? Int64.max)
+            s.bind(3, callID)
+            s.bind(4, now)
+            s.bind(5, first)
+            s.bind(6, watermark)
             try s.run()
             let copied = db.changes
-            // Copies are pending like any new event.
-            try db.execute(
-                "INSERT OR IGNORE INTO pending(seq) SELECT seq FROM events WHERE received_at = \(now) AND instr(event_id, '#replay-\(now)-') > 0")
             try db.execute("COMMIT")
             return copied
         } catch {

@@ -11,7 +11,7 @@ private func tempDB() -> String {
 
 private func event(_ n: Int, id: String? = nil, call: String = "call-1", payloadBytes: Int = 32) -> OutboxEvent {
     OutboxEvent(
-        id: id ?? "id-\(n)", kind: "live", event: "out_started", appID: "42", callID: call, topic: "piopiy/42/live/out_started",
+        id: id ?? "id-\(n)", dedupeOrder: 0, callID: call, topic: "piopiy/42/live/out_started",
         payload: Array(repeating: UInt8(ascii: "x"), count: payloadBytes), receivedAtMilliseconds: 1_700_000_000_000 + Int64(n))
 }
 
@@ -131,6 +131,16 @@ private func countRowsOnDisk(_ path: String, whereClause: String = "1") -> Int {
         #expect(countRowsOnDisk(path, whereClause: "event_id = 'id-1'") == 0)
         outbox.pruneDelivered(now: SQLiteOutbox.nowMilliseconds())
         #expect(countRowsOnDisk(path) == 3)
+    }
+
+    @Test func anIDIsRememberedWhileItsEventIsRetainedWhateverItsAge() async throws {
+        let path = tempDB()
+        let outbox = try SQLiteOutbox(path: path, retentionHours: 1)
+        defer { outbox.close() }
+        // Received long ago (the helper's timestamps are from 2023) and still pending.
+        #expect(await append(outbox, event(1, id: "old-cdr")) == .success(.stored(id: "old-cdr")))
+        outbox.pruneDelivered(now: SQLiteOutbox.nowMilliseconds() + 48 * 3_600_000)
+        #expect(await append(outbox, event(2, id: "old-cdr")) == .success(.duplicate(id: "old-cdr")))
     }
 
     @Test func closedOutboxRefusesAppends() async throws {

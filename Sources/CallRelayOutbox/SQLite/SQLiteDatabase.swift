@@ -22,6 +22,7 @@ package struct SQLiteError: Error, Sendable, CustomStringConvertible {
 /// `SQLITE_OPEN_NOMUTEX` for that reason.
 package final class SQLiteDatabase {
     private let handle: OpaquePointer
+    private let wal = WALCounter()
 
     package enum Mode: Sendable {
         case readOnly
@@ -46,6 +47,47 @@ package final class SQLiteDatabase {
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
+        // Counts the WAL's frames after each commit of this connection. (Replaces SQLite's own
+        // auto-checkpoint hook: the outbox checkpoints by itself, see `SpacePolicy`.)
+        sqlite3_wal_hook(
+            db,
+            { context, _, _, frames in
+                Unmanaged<WALCounter>.fromOpaque(context!).takeUnretainedValue().committed(frames: Int64(frames))
+                return SQLITE_OK
+            }, Unmanaged.passUnretained(wal).toOpaque())
+    }
+
+    /// Frames in the WAL after this connection's last commit (0 after a checkpoint that let the
+    /// next commit restart the WAL).
+    package var walFrames: Int64 { wal.frames }
+    /// WAL frames this connection's commits wrote since it was opened (a page and its header each).
+    package var walFramesWritten: Int64 { wal.written }
+
+    package enum CheckpointMode: Sendable {
+        case passive, restart, truncate
+    }
+
+    /// Runs a checkpoint of the main database. Returns true when every frame was copied and (for
+    /// restart and truncate) the next commit starts the WAL from its beginning; false when a
+    /// reader or another checkpointer kept it from completing.
+    @discardableResult
+    package func checkpoint(_ mode: CheckpointMode) -> Bool {
+        let m: Int32 = switch mode {
+        case .passive: SQLITE_CHECKPOINT_PASSIVE
+        case .restart: SQLITE_CHECKPOINT_RESTART
+        case .truncate: SQLITE_CHECKPOINT_TRUNCATE
+        }
+        var log: Int32 = 0
+        var done: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, m, &log, &done)
+        guard rc == SQLITE_OK, log == done || log <= 0 else { return false }
+        if mode != .passive { wal.frames = 0 }
+        return true
+    }
+
+    /// `PRAGMA page_count` and `PRAGMA freelist_count`: the file's pages, and those free for reuse.
+    package func pageCounts() throws(SQLiteError) -> (total: Int64, free: Int64) {
+        (try scalarInt("PRAGMA page_count") ?? 0, try scalarInt("PRAGMA freelist_count") ?? 0)
     }
 
     deinit { sqlite3_close_v2(handle) }
@@ -67,10 +109,11 @@ package final class SQLiteDatabase {
         return SQLiteStatement(handle: stmt, database: self, sql: sql)
     }
 
-    /// Runs a statement that returns one integer (e.g. a PRAGMA), or nil when it returns no row.
+    /// Runs a statement that returns one integer (e.g. a PRAGMA), or nil when it returns no row
+    /// or NULL (`max()` of an empty table).
     package func scalarInt(_ sql: String) throws(SQLiteError) -> Int64? {
         let stmt = try prepare(sql)
-        guard try stmt.step() else { return nil }
+        guard try stmt.step(), !stmt.isNull(0) else { return nil }
         return stmt.int64(0)
     }
 
@@ -84,6 +127,17 @@ package final class SQLiteDatabase {
 
     func error(_ rc: Int32, _ context: String) -> SQLiteError {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), context: context)
+    }
+}
+
+private final class WALCounter {
+    var frames: Int64 = 0
+    var written: Int64 = 0
+
+    func committed(frames now: Int64) {
+        // After a restart the WAL starts again from frame 0.
+        written += now >= frames ? now - frames : now
+        frames = now
     }
 }
 

@@ -1,0 +1,79 @@
+/// An event ready to be stored: already normalized, with its topic and payload bytes.
+package struct OutboxEvent: Sendable {
+    /// The stable event id (32 hex characters from the normalizer; any text in tests).
+    package var id: String
+    /// Orders the dedupe index (the live event's `time`; 0 when there is none). Must be equal for
+    /// equal ids: see `NormalizedEvent.dedupeOrder`.
+    package var dedupeOrder: Int64
+    package var callID: String?
+    package var topic: String
+    package var payload: [UInt8]
+    package var receivedAtMilliseconds: Int64
+
+    package init(
+        id: String, dedupeOrder: Int64 = 0, callID: String?, topic: String, payload: [UInt8], receivedAtMilliseconds: Int64
+    ) {
+        self.id = id
+        self.dedupeOrder = dedupeOrder
+        self.callID = callID
+        self.topic = topic
+        self.payload = payload
+        self.receivedAtMilliseconds = receivedAtMilliseconds
+    }
+}
+
+/// A stored, not yet delivered event, in outbox order.
+package struct OutboxRecord: Sendable, Equatable {
+    package var seq: Int64
+    package var eventID: String
+    package var topic: String
+    package var payload: [UInt8]
+}
+
+/// What `append` did: stored a new row, or found the same event id already stored (a re-send).
+package enum AppendOutcome: Sendable, Equatable {
+    case stored(id: String)
+    case duplicate(id: String)
+}
+
+package enum OutboxError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// `storage.max_bytes` reached or the disk is full: try again later (HTTP 503).
+    case full(String)
+    /// Any other storage failure (HTTP 503).
+    case storage(String)
+    /// The outbox was closed (shutdown).
+    case closed
+
+    package var description: String {
+        switch self {
+        case .full(let detail): "outbox full: \(detail)"
+        case .storage(let detail): "storage failure: \(detail)"
+        case .closed: "outbox closed"
+        }
+    }
+}
+
+package struct OutboxStats: Sendable, Equatable {
+    package var pending: Int
+    package var delivered: Int
+    package var deadLetters: Int
+    package var oldestPendingReceivedAtMilliseconds: Int64?
+    package var lastDeliveredAtMilliseconds: Int64?
+}
+
+/// A row the delivery gave up on (the broker kept refusing it); kept for `replay`.
+package struct DeadLetter: Sendable, Equatable {
+    package var seq: Int64
+    package var reason: String
+    package var attempts: Int
+    package init(seq: Int64, reason: String, attempts: Int) {
+        self.seq = seq
+        self.reason = reason
+        self.attempts = attempts
+    }
+}
+
+package enum SynchronousMode: String, Sendable {
+    case full = "FULL"
+    case normal = "NORMAL"
+}

@@ -1,0 +1,218 @@
+import CSQLite
+
+extension SQLiteOutbox {
+    /// The writing connection with its prepared statements and the state that lives beside it:
+    /// the delivery ledger, the committed tail, the newest seq. Confined to the outbox queue (the
+    /// Mutex around it is never contended).
+    final class Writer: @unchecked Sendable {
+        let db: SQLiteDatabase
+        let policy: SpacePolicy
+        private let insertEvent: SQLiteStatement
+        private let insertDedupe: SQLiteStatement
+        private let insertMark: SQLiteStatement
+        private let insertDeadLetter: SQLiteStatement
+        private let fetchRange: SQLiteStatement
+        private let selectMaxSeq: SQLiteStatement
+        private let selectReceivedAt: SQLiteStatement
+        let begin: SQLiteStatement
+        let commit: SQLiteStatement
+        let rollback: SQLiteStatement
+
+        var ledger: DeliveryLedger
+        var tail = CommittedTail(maxCount: 4096, maxBytes: 4 << 20)
+        /// The highest seq in the file, as of the last commit or refresh.
+        private(set) var lastSeq: Int64
+        /// Rows in `acked_above` at or below the watermark wait to be deleted.
+        private var ackedAboveRows: Bool
+        /// The `delivery_marks` minute last written (never goes backwards, whatever the clock does).
+        private var markMinute: Int64
+        /// Bytes that may still be appended before the space is measured again.
+        var spaceBudget: Int64 = 0
+        /// Average bytes of a stored row (payload and columns), for sizing deleting transactions;
+        /// pessimistic until appends were seen.
+        var averageRowBytes: Int64 = 4096
+        /// The filesystem had little free space at the last measurement (see `spaceProblem`).
+        var lowDisk = false
+        var lastMarkCommitAt: Double = 0
+        var lastCommitAt: Double = 0
+        var shrinkScheduled = false
+
+        init(db: SQLiteDatabase, policy: SpacePolicy) throws(SQLiteError) {
+            self.db = db
+            self.policy = policy
+            insertEvent = try db.prepare(
+                "INSERT INTO events(seq, event_id, call_id, topic, payload, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            // A row for a new id; nothing for an id seen before, under its order or (rows migrated
+            // from schema 1, CDRs) under order 0.
+            insertDedupe = try db.prepare(
+                """
+                INSERT INTO dedupe(ord, id, seen_at) SELECT ?1, ?2, ?3
+                WHERE ?1 = 0 OR NOT EXISTS (SELECT 1 FROM dedupe WHERE ord = 0 AND id = ?2)
+                ON CONFLICT DO NOTHING
+                """)
+            insertMark = try db.prepare(
+                """
+                INSERT INTO delivery_marks(minute, seq_hi, delivered_at, delivered) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT(minute) DO UPDATE SET seq_hi = excluded.seq_hi, delivered_at = excluded.delivered_at,
+                    delivered = delivered + excluded.delivered
+                """)
+            insertDeadLetter = try db.prepare(
+                "INSERT OR REPLACE INTO dead_letters(seq, reason, attempts, dead_at) VALUES (?1, ?2, ?3, ?4)")
+            fetchRange = try db.prepare("SELECT seq, event_id, topic, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            selectMaxSeq = try db.prepare("SELECT max(seq) FROM events")
+            selectReceivedAt = try db.prepare("SELECT received_at FROM events WHERE seq = ?1")
+            begin = try db.prepare("BEGIN IMMEDIATE")
+            commit = try db.prepare("COMMIT")
+            rollback = try db.prepare("ROLLBACK")
+
+            let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
+            markMinute = try db.scalarInt("SELECT max(minute) FROM delivery_marks") ?? 0
+            var settled: [Int64: Bool] = [:]
+            let acked = try db.prepare("SELECT seq, delivered FROM acked_above WHERE seq > ?1")
+            acked.bind(1, watermark)
+            while try acked.step() { settled[acked.int64(0)] = acked.int64(1) != 0 }
+            acked.reset()
+            let dead = try db.prepare("SELECT seq FROM dead_letters WHERE seq > ?1")
+            dead.bind(1, watermark)
+            while try dead.step() { settled[dead.int64(0)] = false }
+            dead.reset()
+            ackedAboveRows = (try db.scalarInt("SELECT count(*) FROM acked_above") ?? 0) > 0
+            ledger = DeliveryLedger(watermark: watermark, settledAbove: settled)
+            lastSeq = 0
+            try refreshLastSeq()
+        }
+
+        func refreshLastSeq() throws(SQLiteError) {
+            defer { selectMaxSeq.reset() }
+            try selectMaxSeq.step()
+            lastSeq = max(lastSeq, selectMaxSeq.int64(0))
+        }
+
+        func receivedAt(seq: Int64) throws(SQLiteError) -> Int64? {
+            defer { selectReceivedAt.reset() }
+            selectReceivedAt.bind(1, seq)
+            return try selectReceivedAt.step() ? selectReceivedAt.int64(0) : nil
+        }
+
+        /// Applies acknowledgements and dead letters to the ledger (in memory).
+        func settle(marks: [Int64], dead: [DeadLetter]) {
+            for seq in marks { ledger.settle(seq, delivered: true) }
+            for letter in dead { ledger.settle(letter.seq, delivered: false) }
+            tail.drop(through: ledger.watermark)
+        }
+
+        /// Pending rows after `after` from the file, skipping settled ones, at most `limit`.
+        func readPending(after: Int64, limit: Int) throws(SQLiteError) -> [OutboxRecord] {
+            var rows: [OutboxRecord] = []
+            var cursor = max(after, ledger.watermark)
+            while rows.count < limit {
+                let s = fetchRange
+                defer { s.reset() }
+                let want = limit - rows.count
+                s.bind(1, cursor)
+                s.bind(2, Int64(want))
+                var seen = 0
+                while try s.step() {
+                    seen += 1
+                    cursor = s.int64(0)
+                    if ledger.isSettled(cursor) { continue }
+                    rows.append(OutboxRecord(seq: cursor, eventID: s.text(1), topic: s.text(2), payload: s.blob(3)))
+                }
+                if seen < want { break }
+            }
+            return rows
+        }
+
+        /// One transaction: the appends (dedupe row, then event row), dead letters, and (with
+        /// `mark`) the watermark. Returns each append's outcome and the records stored. Throws with
+        /// everything rolled back.
+        func write(_ appends: [OutboxEvent], dead: [DeadLetter], mark withMark: Bool, now: Int64) throws(SQLiteError) -> (
+            outcomes: [AppendOutcome], stored: [OutboxRecord], mark: (watermark: Int64, delivered: Int)?
+        ) {
+            try begin.run()
+            do throws(SQLiteError) {
+                var outcomes: [AppendOutcome] = []
+                var stored: [OutboxRecord] = []
+                if !appends.isEmpty {
+                    outcomes.reserveCapacity(appends.count)
+                    // Another process (`callrelay replay`) may have appended since our last commit.
+                    try refreshLastSeq()
+                    var next = max(lastSeq, ledger.watermark) + 1
+                    for e in appends {
+                        insertDedupe.bind(1, e.dedupeOrder)
+                        insertDedupe.bind(2, e.id)
+                        insertDedupe.bind(3, e.receivedAtMilliseconds)
+                        try insertDedupe.run()
+                        guard db.changes > 0 else {
+                            outcomes.append(.duplicate(id: e.id))
+                            continue
+                        }
+                        insertEvent.bind(1, next)
+                        insertEvent.bind(2, e.id)
+                        insertEvent.bind(3, e.callID)
+                        insertEvent.bind(4, e.topic)
+                        insertEvent.bind(5, blob: e.payload)
+                        insertEvent.bind(6, e.receivedAtMilliseconds)
+                        try insertEvent.run()
+                        outcomes.append(.stored(id: e.id))
+                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, payload: e.payload))
+                        next += 1
+                    }
+                }
+                for letter in dead {
+                    insertDeadLetter.bind(1, letter.seq)
+                    insertDeadLetter.bind(2, letter.reason)
+                    insertDeadLetter.bind(3, Int64(letter.attempts))
+                    insertDeadLetter.bind(4, now)
+                    try insertDeadLetter.run()
+                }
+                let mark = withMark ? ledger.pendingCommit() : nil
+                if let mark {
+                    let minute = max(markMinute, now / 60_000)
+                    insertMark.bind(1, minute)
+                    insertMark.bind(2, mark.watermark)
+                    insertMark.bind(3, now)
+                    insertMark.bind(4, Int64(mark.delivered))
+                    try insertMark.run()
+                    if ackedAboveRows { try db.execute("DELETE FROM acked_above WHERE seq <= \(mark.watermark)") }
+                    markMinute = minute
+                }
+                try commit.run()
+                if let mark {
+                    ledger.committed(mark)
+                    if ackedAboveRows { ackedAboveRows = (try? db.scalarInt("SELECT count(*) FROM acked_above")).flatMap { $0 } ?? 0 > 0 }
+                }
+                if let last = stored.last {
+                    lastSeq = last.seq
+                    let bytes = stored.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.topic.utf8.count + 120) }
+                    let average = bytes / Int64(stored.count)
+                    averageRowBytes = averageRowBytes == 4096 ? average : (averageRowBytes * 7 + average) / 8
+                }
+                return (outcomes, stored, mark)
+            } catch {
+                try? rollback.run()
+                throw error
+            }
+        }
+
+        /// At close: the acknowledgements above the watermark go to `acked_above`, so a restart
+        /// does not publish them again.
+        func persistAcknowledgedAbove() throws(SQLiteError) {
+            let acked = ledger.acknowledgedAbove
+            guard !acked.isEmpty else { return }
+            try db.execute("BEGIN IMMEDIATE")
+            do throws(SQLiteError) {
+                let s = try db.prepare("INSERT OR IGNORE INTO acked_above(seq) VALUES (?1)")
+                for seq in acked {
+                    s.bind(1, seq)
+                    try s.run()
+                }
+                try db.execute("COMMIT")
+                ackedAboveRows = true
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+}

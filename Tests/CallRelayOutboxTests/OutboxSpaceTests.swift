@@ -1,0 +1,102 @@
+import CallRelayOutbox
+import Foundation
+import Synchronization
+import Testing
+
+/// `storage.max_bytes` bounds the database, its WAL and its SHM together, at every moment, with a
+/// small cap in a temp directory (no root, no tmpfs).
+@Suite(.serialized) struct OutboxSpaceTests {
+    func directory() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-space-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.path
+    }
+
+    func footprint(_ path: String) -> (db: Int64, wal: Int64, shm: Int64) {
+        func size(_ p: String) -> Int64 { ((try? FileManager.default.attributesOfItem(atPath: p))?[.size] as? NSNumber)?.int64Value ?? 0 }
+        return (size(path), size(path + "-wal"), size(path + "-shm"))
+    }
+
+    func event(_ n: Int, bytes: Int = 900) -> OutboxEvent {
+        OutboxEvent(
+            id: "space-\(n)", dedupeOrder: 1_725_942_871_000 + Int64(n), callID: "call-\(n)", topic: "piopiy/1/live/out_started",
+            payload: Array(repeating: UInt8(ascii: "p"), count: bytes), receivedAtMilliseconds: SQLiteOutbox.nowMilliseconds())
+    }
+
+    @Test func theWholeFootprintStaysInsideTheCapUnderLoadAndTheWALShrinksWhenIdle() async throws {
+        let path = directory() + "/outbox.sqlite3"
+        let cap: Int64 = 4 << 20
+        let outbox = try SQLiteOutbox(path: path, maxBytes: cap)
+        let peak = Mutex<(Int64, Int64, Int64)>((0, 0, 0))
+        let sampling = Atomic<Bool>(true)
+        let sampler = Thread {
+            while sampling.load(ordering: .relaxed) {
+                let f = self.footprint(path)
+                peak.withLock { if f.db + f.wal + f.shm > $0.0 + $0.1 + $0.2 { $0 = f } }
+                usleep(500)
+            }
+        }
+        sampler.start()
+
+        // Fill past the cap: the first refusals come from the soft cap, nothing beyond it.
+        var refused = 0
+        var stored = 0
+        var n = 0
+        while refused == 0 && n < 20_000 {
+            let results = await withTaskGroup(of: Result<AppendOutcome, OutboxError>.self) { group in
+                for i in n..<(n + 64) {
+                    group.addTask { await withCheckedContinuation { done in outbox.append(self.event(i)) { done.resume(returning: $0) } } }
+                }
+                var all: [Result<AppendOutcome, OutboxError>] = []
+                for await r in group { all.append(r) }
+                return all
+            }
+            n += 64
+            for r in results {
+                switch r {
+                case .success(.stored): stored += 1
+                case .failure(.full): refused += 1
+                default: Issue.record("unexpected \(r)")
+                }
+            }
+        }
+        #expect(refused > 0, "the cap was never reached")
+        #expect(stored > 2000, "a 4 MiB outbox holds thousands of 900-byte events, not \(stored)")
+        #expect(!outbox.isWritable)
+
+        // Deliver everything: deliveries are recorded at the cap, then new events make room.
+        var seqs: [Int64] = []
+        var after: Int64 = 0
+        while true {
+            let rows = try await withCheckedContinuation { done in outbox.fetchPending(after: after, limit: 1000) { done.resume(returning: $0) } }.get()
+            guard let last = rows.last else { break }
+            seqs += rows.map(\.seq)
+            after = last.seq
+        }
+        #expect(seqs.count == stored)
+        for seq in seqs { outbox.markDelivered(seq) }
+        var accepted = 0
+        for i in 0..<(stored / 2) {
+            let r = await withCheckedContinuation { done in outbox.append(self.event(100_000 + i)) { done.resume(returning: $0) } }
+            if case .success(.stored) = r { accepted += 1 }
+        }
+        #expect(accepted == stored / 2, "after the deliveries, delivered events make room for new ones")
+        #expect(outbox.isWritable)
+        // A re-send of an event whose row made room is still recognised.
+        let resend = await withCheckedContinuation { done in outbox.append(self.event(0)) { done.resume(returning: $0) } }
+        #expect(resend == .success(.duplicate(id: "space-0")))
+
+        // Idle for over a second: the WAL file is truncated.
+        try await Task.sleep(for: .milliseconds(1600))
+        sampling.store(false, ordering: .relaxed)
+        while !sampler.isFinished { usleep(1000) }
+        let idle = footprint(path)
+        #expect(idle.wal == 0, "WAL \(idle.wal) bytes after a second idle")
+        let parts = peak.withLock { $0 }
+        let worst = parts.0 + parts.1 + parts.2
+        #expect(worst <= cap, "peak footprint \(worst) bytes (database, WAL, SHM: \(parts)) over the \(cap)-byte cap")
+        #expect(idle.db + idle.wal + idle.shm <= cap)
+        print("footprint at a \(cap)-byte cap: peak \(worst), stored \(stored) before the first refusal, idle \(idle)")
+        outbox.close()
+    }
+}
