@@ -11,6 +11,19 @@
 --   REQUESTS n NON2XX n P50_MS x P99_MS x RPS x
 -- REQUESTS counts completed answers; NON2XX counts status >= 400 (wrk's summary.errors.status).
 local counter = 0
+-- `time` is the event's wall-clock time in milliseconds, as PIOPIY sends it (LuaJIT's ffi reads the
+-- clock; wrk runs LuaJIT). Until 2026-12-01 it was a fixed 2024 base plus a per-thread counter,
+-- which made the two wrk threads' events hours apart in `time` and never current.
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+  int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local tv = ffi.new("bench_timeval")
+local function now_ms()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000 + math.floor(tonumber(tv.tv_usec) / 1000)
+end
 -- A per-run salt: ids never repeat across runs against the same outbox.
 math.randomseed(os.time() + os.clock() * 1e6)
 local salt = tostring(os.time()) .. tostring(math.random(1, 1000000000))
@@ -49,7 +62,7 @@ request = function()
     '{"appid":2222224,"callerid":440000000000,"conversation_uuid":"%s","direction":"outbound",' ..
     '"extra_params":"{\\"key\\":\\"value\\"}","from":440000000000,"leg":"a","request_id":"bench-%s-%d-%d",' ..
     '"status":"out_started","time":%d,"to":19170000000,"cmiuuid":"%s","vn":440000000000}',
-    call, salt, thread_id, counter, 1725942871456 + counter, call)
+    call, salt, thread_id, counter, now_ms(), call)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 

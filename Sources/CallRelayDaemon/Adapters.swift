@@ -1,3 +1,4 @@
+import CallRelayCore
 import CallRelayDelivery
 import CallRelayIngest
 import CallRelayMQTT
@@ -10,11 +11,12 @@ struct OutboxWebhookStore: WebhookStore {
     let topicPrefix: String
 
     func store(
-        _ event: NormalizedEvent, receivedAtMilliseconds: Int64, completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void
+        _ event: NormalizedEvent, body: [UInt8], receivedAtMilliseconds: Int64,
+        completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void
     ) {
         let row = OutboxEvent(
             id: event.id, dedupeOrder: event.dedupeOrder, callID: event.callID, topic: event.topic(prefix: topicPrefix),
-            payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
+            kind: event.kind.rawValue, body: body, payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
         outbox.append(row) { result in
             switch result {
             case .success(.stored(let id)): completion(.success(.stored(id: id)))
@@ -39,8 +41,23 @@ struct OutboxDeliveryStore: DeliveryStore {
     func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void) {
         outbox.fetchPending(after: after, limit: limit) { result in
             completion(
-                result.map { rows in rows.map { DeliveryItem(seq: $0.seq, topic: $0.topic, payload: $0.payload) } }
+                result.map { rows in rows.map { DeliveryItem(seq: $0.seq, topic: $0.topic, payload: Self.payload($0.content)) } }
                     .mapError { $0 as any Error })
+        }
+    }
+
+    /// The payload of a stored row: rows read back from the file keep the webhook body, and the
+    /// payload is normalized again from it (deterministic: same body, kind and receive time give
+    /// the same bytes as at ingest).
+    static func payload(_ content: OutboxRecord.Content) -> [UInt8] {
+        switch content {
+        case .payload(let payload):
+            return payload
+        case .body(let body, let kind, let receivedAt):
+            // The body was parsed when it was accepted; failing now means the file is damaged:
+            // publish what is stored rather than stop the queue.
+            guard let parsed = try? JSONValue.parse(body) else { return body }
+            return PiopiyNormalizer.normalize(parsed, endpoint: kind == "cdr" ? .cdr : .live, receivedAtMilliseconds: receivedAt).payload
         }
     }
 

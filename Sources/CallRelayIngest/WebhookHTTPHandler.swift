@@ -130,9 +130,11 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let parsed: JSONValue
+        let bytes: [UInt8]
         do {
             guard let body, body.readableBytes > 0 else { throw BadRequest("empty body: expected a JSON object") }
             parsed = try body.withUnsafeReadableBytes { bytes throws(JSONParseError) in try JSONValue.parse(bytes) }
+            bytes = Array(body.readableBytesView)
             guard case .object = parsed else { throw BadRequest("body must be a JSON object, found \(Self.typeName(parsed))") }
         } catch let error as JSONParseError {
             shared.metrics.record(endpoint, .badRequest)
@@ -150,7 +152,7 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let eventLoop = context.eventLoop
         let metrics = shared.metrics
         shared.tracker.begin()
-        shared.store.store(normalized, receivedAtMilliseconds: receivedAt) { result in
+        shared.store.store(normalized, body: bytes, receivedAtMilliseconds: receivedAt) { result in
             eventLoop.execute {
                 let (handler, context) = loopBound.value
                 defer { handler.shared.tracker.end() }

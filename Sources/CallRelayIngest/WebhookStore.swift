@@ -3,7 +3,10 @@ import CallRelayNormalize
 /// What the HTTP edge needs from storage: store an event durably, say whether it is writable.
 package protocol WebhookStore: Sendable {
     /// Calls `completion` (on any thread) only after the event is committed, or with a failure.
-    func store(_ event: NormalizedEvent, receivedAtMilliseconds: Int64, completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void)
+    /// `body` is the webhook body as received (what is stored; the payload is derived from it).
+    func store(
+        _ event: NormalizedEvent, body: [UInt8], receivedAtMilliseconds: Int64,
+        completion: @escaping @Sendable (Result<StoreOutcome, StoreFailure>) -> Void)
     /// False while writes fail (disk full, outbox at its cap, closed): `/readyz` answers 503.
     var isWritable: Bool { get }
 }

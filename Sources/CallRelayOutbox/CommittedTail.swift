@@ -26,7 +26,7 @@ struct CommittedTail {
         if let last = lastSeq, first.seq != last + 1 { removeAll() }
         for r in new {
             records.append(r)
-            bytes += r.payload.count
+            bytes += r.content.byteCount
         }
         while count > maxCount || (bytes > maxBytes && count > 1) { dropFirst() }
         compact()
@@ -59,7 +59,7 @@ struct CommittedTail {
     }
 
     private mutating func dropFirst() {
-        bytes -= records[start].payload.count
+        bytes -= records[start].content.byteCount
         start += 1
     }
 

@@ -12,7 +12,7 @@ extension SQLiteOutbox {
             var take = 0
             var bytes: Int64 = 0
             while take < w.appends.count, take < Self.maxBatch {
-                let size = Int64(w.appends[take].0.payload.count)
+                let size = Int64(w.appends[take].0.body.count)
                 if take > 0 && bytes + size > space.batchBytes { break }
                 bytes += size
                 take += 1
@@ -156,7 +156,7 @@ extension SQLiteOutbox {
     /// PRAGMAs and a statvfs) only once the bytes appended since the last measurement could have
     /// used a quarter of the reserve; the WAL is checked on every batch (a counter in memory).
     private func admissionRefusal(_ writer: Writer, _ events: [OutboxEvent]) -> String? {
-        let payloadBytes = events.reduce(Int64(0)) { $0 + Int64($1.payload.count) }
+        let payloadBytes = events.reduce(Int64(0)) { $0 + Int64($1.body.count) }
         writer.spaceBudget -= payloadBytes * 2
         if writer.spaceBudget <= 0 {
             if spaceProblem(writer) != nil, writer.lowDisk, writer.db.walFrames > 0 {

@@ -53,7 +53,9 @@ extension SQLiteOutbox {
     ///
     /// Version 2 (see docs/storage.md for where each byte goes):
     /// - `events`: written once, never updated; `seq` is assigned by the writer (one above both
-    ///   the highest row and the delivered watermark), with no index but the rowid.
+    ///   the highest row and the delivered watermark), with no index but the rowid. `data` is the
+    ///   webhook body as received, `kind` (`cdr`/`live`) says how to build its payload; rows from
+    ///   schema 1 keep their published payload in `data`, with `kind` NULL.
     /// - `dedupe`: one small row per event id, keyed by (`ord`, `id`) where `ord` is the live
     ///   event's own `time` (0 for CDRs), so the index grows at its right edge.
     /// - Delivery state is a watermark: `delivery_marks` holds one row per minute in which it moved
@@ -89,8 +91,8 @@ extension SQLiteOutbox {
                     CREATE TEMP TABLE IF NOT EXISTS moving(seq INTEGER PRIMARY KEY);
                     DELETE FROM moving;
                     INSERT INTO moving SELECT seq FROM events_v1 ORDER BY seq LIMIT 2000;
-                    INSERT OR IGNORE INTO events(seq, event_id, call_id, topic, payload, received_at)
-                        SELECT seq, event_id, call_id, topic, payload, received_at FROM events_v1 WHERE seq IN (SELECT seq FROM moving);
+                    INSERT OR IGNORE INTO events(seq, event_id, call_id, topic, kind, data, received_at)
+                        SELECT seq, event_id, call_id, topic, NULL, payload, received_at FROM events_v1 WHERE seq IN (SELECT seq FROM moving);
                     INSERT OR IGNORE INTO dedupe(ord, id, seen_at)
                         SELECT 0, event_id, received_at FROM events_v1
                         WHERE seq IN (SELECT seq FROM moving) AND instr(event_id, '#replay-') = 0;
@@ -130,7 +132,8 @@ extension SQLiteOutbox {
             event_id TEXT NOT NULL,
             call_id TEXT,
             topic TEXT NOT NULL,
-            payload BLOB NOT NULL,
+            kind TEXT,
+            data BLOB NOT NULL,
             received_at INTEGER NOT NULL
         );
         CREATE TABLE dedupe(

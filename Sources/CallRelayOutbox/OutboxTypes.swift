@@ -1,4 +1,6 @@
-/// An event ready to be stored: already normalized, with its topic and payload bytes.
+/// An event ready to be stored: the webhook body as received (what the file keeps), and the
+/// normalized payload built from it (kept in memory for a delivery that keeps up; rebuilt from the
+/// body when a backlog is read back, see `OutboxRecord.Content`).
 package struct OutboxEvent: Sendable {
     /// The stable event id (32 hex characters from the normalizer; any text in tests).
     package var id: String
@@ -7,16 +9,22 @@ package struct OutboxEvent: Sendable {
     package var dedupeOrder: Int64
     package var callID: String?
     package var topic: String
+    /// `cdr` or `live`: with the body and the time, all the payload is built from.
+    package var kind: String
+    package var body: [UInt8]
     package var payload: [UInt8]
     package var receivedAtMilliseconds: Int64
 
     package init(
-        id: String, dedupeOrder: Int64 = 0, callID: String?, topic: String, payload: [UInt8], receivedAtMilliseconds: Int64
+        id: String, dedupeOrder: Int64 = 0, callID: String?, topic: String, kind: String, body: [UInt8], payload: [UInt8],
+        receivedAtMilliseconds: Int64
     ) {
         self.id = id
         self.dedupeOrder = dedupeOrder
         self.callID = callID
         self.topic = topic
+        self.kind = kind
+        self.body = body
         self.payload = payload
         self.receivedAtMilliseconds = receivedAtMilliseconds
     }
@@ -27,7 +35,22 @@ package struct OutboxRecord: Sendable, Equatable {
     package var seq: Int64
     package var eventID: String
     package var topic: String
-    package var payload: [UInt8]
+    package var content: Content
+
+    package enum Content: Sendable, Equatable {
+        /// The payload to publish (just committed, from memory; or a row written by v0.1.0).
+        case payload([UInt8])
+        /// The webhook body as stored: the payload is `PiopiyNormalizer.normalize` of it with
+        /// this kind and receive time (the caller builds it: the outbox knows no payloads).
+        case body([UInt8], kind: String, receivedAtMilliseconds: Int64)
+
+        var byteCount: Int {
+            switch self {
+            case .payload(let p): p.count
+            case .body(let b, _, _): b.count
+            }
+        }
+    }
 }
 
 /// What `append` did: stored a new row, or found the same event id already stored (a re-send).

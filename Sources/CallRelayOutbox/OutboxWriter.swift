@@ -41,7 +41,7 @@ extension SQLiteOutbox {
             self.db = db
             self.policy = policy
             insertEvent = try db.prepare(
-                "INSERT INTO events(seq, event_id, call_id, topic, payload, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                "INSERT INTO events(seq, event_id, call_id, topic, kind, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             // A row for a new id; nothing for an id seen before, under its order or (rows migrated
             // from schema 1, CDRs) under order 0.
             insertDedupe = try db.prepare(
@@ -58,7 +58,8 @@ extension SQLiteOutbox {
                 """)
             insertDeadLetter = try db.prepare(
                 "INSERT OR REPLACE INTO dead_letters(seq, reason, attempts, dead_at) VALUES (?1, ?2, ?3, ?4)")
-            fetchRange = try db.prepare("SELECT seq, event_id, topic, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            fetchRange = try db.prepare(
+                "SELECT seq, event_id, topic, kind, data, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             selectMaxSeq = try db.prepare("SELECT max(seq) FROM events")
             selectReceivedAt = try db.prepare("SELECT received_at FROM events WHERE seq = ?1")
             begin = try db.prepare("BEGIN IMMEDIATE")
@@ -116,7 +117,10 @@ extension SQLiteOutbox {
                     seen += 1
                     cursor = s.int64(0)
                     if ledger.isSettled(cursor) { continue }
-                    rows.append(OutboxRecord(seq: cursor, eventID: s.text(1), topic: s.text(2), payload: s.blob(3)))
+                    let data = s.blob(4)
+                    let content: OutboxRecord.Content =
+                        s.isNull(3) ? .payload(data) : .body(data, kind: s.text(3), receivedAtMilliseconds: s.int64(5))
+                    rows.append(OutboxRecord(seq: cursor, eventID: s.text(1), topic: s.text(2), content: content))
                 }
                 if seen < want { break }
             }
@@ -151,11 +155,12 @@ extension SQLiteOutbox {
                         insertEvent.bind(2, e.id)
                         insertEvent.bind(3, e.callID)
                         insertEvent.bind(4, e.topic)
-                        insertEvent.bind(5, blob: e.payload)
-                        insertEvent.bind(6, e.receivedAtMilliseconds)
+                        insertEvent.bind(5, e.kind)
+                        insertEvent.bind(6, blob: e.body)
+                        insertEvent.bind(7, e.receivedAtMilliseconds)
                         try insertEvent.run()
                         outcomes.append(.stored(id: e.id))
-                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, payload: e.payload))
+                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, content: .payload(e.payload)))
                         next += 1
                     }
                 }
@@ -184,7 +189,7 @@ extension SQLiteOutbox {
                 }
                 if let last = stored.last {
                     lastSeq = last.seq
-                    let bytes = stored.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.topic.utf8.count + 120) }
+                    let bytes = appends.reduce(Int64(0)) { $0 + Int64($1.body.count + $1.topic.utf8.count + 120) }
                     let average = bytes / Int64(stored.count)
                     averageRowBytes = averageRowBytes == 4096 ? average : (averageRowBytes * 7 + average) / 8
                 }

@@ -80,8 +80,9 @@ extension SQLiteOutbox {
             let first = max(try db.scalarInt("SELECT max(seq) FROM events") ?? 0, watermark) + 1
             let s = try db.prepare(
                 """
-                INSERT INTO events(seq, event_id, call_id, topic, payload, received_at)
-                SELECT ?5 + row_number() OVER (ORDER BY seq) - 1, event_id || '#replay-' || ?4 || '-' || seq, call_id, topic, payload, ?4
+                INSERT INTO events(seq, event_id, call_id, topic, kind, data, received_at)
+                SELECT ?5 + row_number() OVER (ORDER BY seq) - 1, event_id || '#replay-' || ?4 || '-' || seq, call_id, topic, kind, data,
+                    received_at
                 FROM events
                 WHERE received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
                   AND (seq <= ?6 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))

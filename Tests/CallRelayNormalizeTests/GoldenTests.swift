@@ -65,3 +65,22 @@ struct GoldenTests {
         #expect(stale.isEmpty, "expected files without a fixture: \(stale.sorted())")
     }
 }
+
+/// The outbox stores the webhook body and builds the payload again when it reads a backlog back
+/// (`OutboxDeliveryStore.payload`): from the body, the kind and the receive time alone, whatever
+/// endpoint the webhook came in on, it must give the very bytes normalized at ingest.
+@Suite("Payload rebuilt from the stored body")
+struct RebuiltPayloadTests {
+    @Test(arguments: Fixtures.all)
+    func rebuildingFromTheBodyGivesTheSameBytes(_ relativePath: String) throws {
+        let bytes = try Fixtures.bytes(relativePath)
+        let receivedAt: Int64 = 1_764_620_000_123
+        for endpoint in [WebhookEndpoint.combined, .cdr, .live] {
+            let atIngest = PiopiyNormalizer.normalize(try JSONValue.parse(bytes), endpoint: endpoint, receivedAtMilliseconds: receivedAt)
+            let rebuilt = PiopiyNormalizer.normalize(
+                try JSONValue.parse(bytes), endpoint: atIngest.kind == .cdr ? .cdr : .live, receivedAtMilliseconds: receivedAt)
+            #expect(rebuilt.payload == atIngest.payload, "\(relativePath) via \(endpoint)")
+            #expect(rebuilt.id == atIngest.id && rebuilt.dedupeOrder == atIngest.dedupeOrder)
+        }
+    }
+}

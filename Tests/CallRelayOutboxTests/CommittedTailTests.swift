@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct CommittedTailTests {
     func records(_ seqs: ClosedRange<Int64>, bytes: Int = 10) -> [OutboxRecord] {
-        seqs.map { OutboxRecord(seq: $0, eventID: "e\($0)", topic: "t", payload: Array(repeating: 0, count: bytes)) }
+        seqs.map { OutboxRecord(seq: $0, eventID: "e\($0)", topic: "t", content: .payload(Array(repeating: 0, count: bytes))) }
     }
 
     @Test func servesWhatItHoldsAndDefersTheRestToTheFile() {

@@ -75,7 +75,8 @@ import Testing
 
     func append(_ outbox: SQLiteOutbox, id: String, order: Int64 = 0) async -> Result<AppendOutcome, OutboxError> {
         let e = OutboxEvent(
-            id: id, dedupeOrder: order, callID: "c", topic: "piopiy/1/live/out_started", payload: Array("{}".utf8),
+            id: id, dedupeOrder: order, callID: "c", topic: "piopiy/1/live/out_started", kind: "live", body: Array("{}".utf8),
+            payload: Array("{}".utf8),
             receivedAtMilliseconds: SQLiteOutbox.nowMilliseconds())
         return await withCheckedContinuation { done in outbox.append(e) { done.resume(returning: $0) } }
     }
@@ -96,6 +97,8 @@ import Testing
         let rows = try await withCheckedContinuation { done in outbox.fetchPending(after: 0, limit: 100) { done.resume(returning: $0) } }.get()
         #expect(rows.map(\.eventID) == ["e3", "e5", "e6", "e8", "e10"])
         #expect(rows.map(\.seq) == [3, 5, 6, 8, 10])
+        // Schema 1 rows keep the payload v0.1.0 built: published as it is.
+        #expect(rows[0].content == .payload(Array("{}".utf8)))
 
         // Dedupe memory: retained ids, tombstones, and a live event (ordered key) whose id came
         // from schema 1 (stored unordered).

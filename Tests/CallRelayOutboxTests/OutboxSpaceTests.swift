@@ -20,7 +20,8 @@ import Testing
     func event(_ n: Int, bytes: Int = 900) -> OutboxEvent {
         OutboxEvent(
             id: "space-\(n)", dedupeOrder: 1_725_942_871_000 + Int64(n), callID: "call-\(n)", topic: "piopiy/1/live/out_started",
-            payload: Array(repeating: UInt8(ascii: "p"), count: bytes), receivedAtMilliseconds: SQLiteOutbox.nowMilliseconds())
+            kind: "live", body: Array(repeating: UInt8(ascii: "p"), count: bytes), payload: [],
+            receivedAtMilliseconds: SQLiteOutbox.nowMilliseconds())
     }
 
     @Test func theWholeFootprintStaysInsideTheCapUnderLoadAndTheWALShrinksWhenIdle() async throws {

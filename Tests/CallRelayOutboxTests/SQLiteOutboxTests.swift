@@ -11,8 +11,9 @@ private func tempDB() -> String {
 
 private func event(_ n: Int, id: String? = nil, call: String = "call-1", payloadBytes: Int = 32) -> OutboxEvent {
     OutboxEvent(
-        id: id ?? "id-\(n)", dedupeOrder: 0, callID: call, topic: "piopiy/42/live/out_started",
-        payload: Array(repeating: UInt8(ascii: "x"), count: payloadBytes), receivedAtMilliseconds: 1_700_000_000_000 + Int64(n))
+        id: id ?? "id-\(n)", dedupeOrder: 0, callID: call, topic: "piopiy/42/live/out_started", kind: "live",
+        body: Array(repeating: UInt8(ascii: "x"), count: payloadBytes), payload: Array("payload-\(n)".utf8),
+        receivedAtMilliseconds: 1_700_000_000_000 + Int64(n))
 }
 
 private func append(_ outbox: SQLiteOutbox, _ e: OutboxEvent) async -> Result<AppendOutcome, OutboxError> {
@@ -80,6 +81,8 @@ private func countRowsOnDisk(_ path: String, whereClause: String = "1") -> Int {
         for n in 1...5 { _ = await append(outbox, event(n)) }
         let rows = try await pending(outbox)
         #expect(rows.map(\.eventID) == ["id-1", "id-2", "id-3", "id-4", "id-5"])
+        // Just committed: served from memory with the payload built at ingest.
+        #expect(rows[1].content == .payload(Array("payload-2".utf8)))
         outbox.markDelivered(rows[0].seq)
         outbox.markDelivered(rows[2].seq)
         outbox.close()
@@ -88,6 +91,8 @@ private func countRowsOnDisk(_ path: String, whereClause: String = "1") -> Int {
         defer { outbox.close() }
         let left = try await pending(outbox)
         #expect(left.map(\.eventID) == ["id-2", "id-4", "id-5"])
+        // Read back from the file: the body as stored, with what rebuilds its payload.
+        #expect(left[0].content == .body(Array(repeating: UInt8(ascii: "x"), count: 32), kind: "live", receivedAtMilliseconds: 1_700_000_000_002))
         #expect(try await pending(outbox, after: left[1].seq).map(\.eventID) == ["id-5"])
         let stats = try outbox.stats()
         #expect(stats.pending == 3)
