@@ -277,8 +277,9 @@ extension ConfigurationKey {
         "storage.max_bytes", .integer, default: .integer(1_073_741_824),
         rule: .integerRange(1_048_576...1_099_511_627_776),
         description: """
-            Size limit of the outbox file in bytes (the default is 1 GiB); past it, new webhooks are answered 503 \
-            so PIOPIY tries again later.
+            Size limit of the outbox on disk in bytes (the default is 1 GiB): the database file, its -wal and its \
+            -shm together, at every moment. Past it, new webhooks are answered 503 so PIOPIY tries again later, while \
+            deliveries go on. A webhook takes about 600 bytes of it (see "Capacity" in docs/operations.md).
             """)
 
     package static let storageRetentionHours = ConfigurationKey(

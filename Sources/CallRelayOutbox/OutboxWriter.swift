@@ -19,7 +19,9 @@ extension SQLiteOutbox {
         let rollback: SQLiteStatement
 
         var ledger: DeliveryLedger
-        var tail = CommittedTail(maxCount: 4096, maxBytes: 4 << 20)
+        // About 40 ms of webhooks at full speed: a pump that keeps up lags by its window (100) and a
+        // commit; one that does not reads from the file anyway.
+        var tail = CommittedTail(maxCount: 1024, maxBytes: 1 << 20)
         /// The highest seq in the file, as of the last commit or refresh.
         private(set) var lastSeq: Int64
         /// Rows in `acked_above` at or below the watermark wait to be deleted.
