@@ -9,12 +9,24 @@ extension SQLiteOutbox {
     func flush(final: Bool = false) {
         let now = Self.monotonicSeconds()
         let (appends, marks, dead, listener) = waiting.withLock { w in
+            // A batch fits a quarter of the WAL (by its estimated pages), so the writer never has to
+            // refuse one for the WAL alone: at worst it checkpoints first.
             var take = 0
             var bytes: Int64 = 0
+            var unordered = 0
+            let maxFrames = space.batchBytes / space.frameBytes
             while take < w.appends.count, take < Self.maxBatch {
-                let size = Int64(w.appends[take].0.body.count)
-                if take > 0 && bytes + size > space.batchBytes { break }
+                let e = w.appends[take].0
+                let size = Int64(e.body.count)
+                let extra = e.dedupeOrder == 0 ? 1 : 0
+                if take > 0,
+                    bytes + size > space.batchBytes
+                        || space.estimatedFrames(payloadBytes: bytes + size, rows: take + 1, unordered: unordered + extra) > maxFrames
+                {
+                    break
+                }
                 bytes += size
+                unordered += extra
                 take += 1
             }
             let appends = Array(w.appends.prefix(take))
@@ -174,7 +186,8 @@ extension SQLiteOutbox {
             }
             writer.spaceBudget = (space.hardPages - space.softPages) * space.pageSize / 4
         }
-        let frames = space.estimatedFrames(payloadBytes: payloadBytes, rows: events.count)
+        let frames = space.estimatedFrames(
+            payloadBytes: payloadBytes, rows: events.count, unordered: events.reduce(0) { $0 + ($1.dedupeOrder == 0 ? 1 : 0) })
         if !space.walHasRoom(walFrames: writer.db.walFrames, batchFrames: frames) {
             // The writer yields for one checkpoint: the WAL restarts from its beginning.
             let started = Self.monotonicSeconds()

@@ -66,42 +66,61 @@ extension SQLiteOutbox {
     /// payload unchanged (same `id`: subscribers that de-duplicate on `id` will see a repeat).
     /// Events still pending are not copied (they are about to be published anyway), nor are
     /// earlier replay copies. Returns how many events were queued. Reads the whole table (there is
-    /// no time index: it would cost every webhook a page write for a command run by hand).
+    /// no time index: it would cost every webhook a page write for a command run by hand), and
+    /// copies 2,000 events per transaction, so the WAL stays small while the agent runs.
     package static func replay(
         path: String, sinceMilliseconds: Int64, untilMilliseconds: Int64?, callID: String?, now: Int64 = nowMilliseconds()
     ) throws(SQLiteError) -> Int {
         let db = try SQLiteDatabase(path: path, mode: .readWrite)
         try db.execute("PRAGMA busy_timeout=10000")
-        try db.execute("BEGIN IMMEDIATE")
-        do throws(SQLiteError) {
-            // New rows go above both the newest row and the watermark, like the agent's (see
-            // `Writer.write`): everything above the watermark is pending or settled.
-            let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
-            let first = max(try db.scalarInt("SELECT max(seq) FROM events") ?? 0, watermark) + 1
-            let s = try db.prepare(
-                """
-                INSERT INTO events(seq, event_id, call_id, topic, kind, data, received_at)
-                SELECT ?5 + row_number() OVER (ORDER BY seq) - 1, event_id || '#replay-' || ?4 || '-' || seq, call_id, topic, kind, data,
-                    received_at
-                FROM events
-                WHERE received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
-                  AND (seq <= ?6 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))
-                  AND instr(event_id, '#replay-') = 0
-                ORDER BY seq
-                """)
-            s.bind(1, sinceMilliseconds)
-            s.bind(2, untilMilliseconds ?? Int64.max)
-            s.bind(3, callID)
-            s.bind(4, now)
-            s.bind(5, first)
-            s.bind(6, watermark)
-            try s.run()
-            let copied = db.changes
-            try db.execute("COMMIT")
-            return copied
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
+        let filter = """
+            received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
+              AND (seq <= ?4 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))
+              AND instr(event_id, '#replay-') = 0 AND seq > ?5 AND seq <= ?6
+            """
+        let chunkEnd = try db.prepare("SELECT seq FROM events WHERE \(filter) ORDER BY seq LIMIT 1 OFFSET 1999")
+        let copy = try db.prepare(
+            """
+            INSERT INTO events(seq, event_id, call_id, topic, kind, data, received_at)
+            SELECT ?8 + row_number() OVER (ORDER BY seq) - 1, event_id || '#replay-' || ?7 || '-' || seq, call_id, topic, kind, data,
+                received_at
+            FROM events WHERE \(filter) ORDER BY seq
+            """)
+        // Only events stored before the replay started: the copies, and what the agent stores
+        // meanwhile, are not replayed again.
+        let end = try db.scalarInt("SELECT max(seq) FROM events") ?? 0
+        var cursor: Int64 = 0
+        var copied = 0
+        while cursor < end {
+            try db.execute("BEGIN IMMEDIATE")
+            do throws(SQLiteError) {
+                // New rows go above both the newest row and the watermark, like the agent's (see
+                // `Writer.write`): everything above the watermark is pending or settled.
+                let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
+                let first = max(try db.scalarInt("SELECT max(seq) FROM events") ?? 0, watermark) + 1
+                for s in [chunkEnd, copy] {
+                    s.bind(1, sinceMilliseconds)
+                    s.bind(2, untilMilliseconds ?? Int64.max)
+                    s.bind(3, callID)
+                    s.bind(4, watermark)
+                    s.bind(5, cursor)
+                    s.bind(6, end)
+                }
+                let last = try chunkEnd.step() ? chunkEnd.int64(0) : end
+                chunkEnd.reset()
+                copy.bind(6, last)
+                copy.bind(7, now)
+                copy.bind(8, first)
+                try copy.run()
+                copied += db.changes
+                try db.execute("COMMIT")
+                cursor = last
+            } catch {
+                chunkEnd.reset()
+                try? db.execute("ROLLBACK")
+                throw error
+            }
         }
+        return copied
     }
 }

@@ -54,10 +54,11 @@ package struct SpacePolicy: Sendable, Equatable {
     package func walBytes(frames: Int64) -> Int64 { frames == 0 ? 0 : 32 + frames * frameBytes }
 
     /// WAL frames a batch of appends with `payloadBytes` in all may add: its rows, their indexes,
-    /// the pages they split, and the tail pages every commit rewrites.
-    package func estimatedFrames(payloadBytes: Int64, rows: Int) -> Int64 {
+    /// the pages they split, the tail pages every commit rewrites, and one dedupe leaf for each id
+    /// without an order (`unordered`: CDRs land on a random leaf of the dedupe index).
+    package func estimatedFrames(payloadBytes: Int64, rows: Int, unordered: Int = 0) -> Int64 {
         let rowBytes = payloadBytes + Int64(rows) * 160
-        return rowBytes * 5 / 4 / pageSize + 8
+        return rowBytes * 5 / 4 / pageSize + 8 + Int64(unordered)
     }
 
     /// Why appends cannot be taken now (nil: they can), from the live pages of the database and

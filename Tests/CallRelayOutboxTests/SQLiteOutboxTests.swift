@@ -148,6 +148,36 @@ private func countRowsOnDisk(_ path: String, whereClause: String = "1") -> Int {
         #expect(await append(outbox, event(2, id: "old-cdr")) == .success(.duplicate(id: "old-cdr")))
     }
 
+    @Test func replayCopiesDeliveredEventsInChunksAndOnlyOnce() async throws {
+        let path = tempDB()
+        let first = try SQLiteOutbox(path: path)
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<50 {
+                group.addTask { for n in stride(from: lane, to: 4500, by: 50) { _ = await append(first, event(n)) } }
+            }
+        }
+        var outbox = first
+        var after: Int64 = 0
+        while true {
+            let rows = try await pending(outbox, after: after, limit: 1000)
+            guard let last = rows.last else { break }
+            for r in rows { outbox.markDelivered(r.seq) }
+            after = last.seq
+        }
+        outbox.close()
+        // Three transactions of at most 2,000 copies; the copies themselves are not copied again.
+        let copied = try SQLiteOutbox.replay(path: path, sinceMilliseconds: 0, untilMilliseconds: nil, callID: nil)
+        #expect(copied == 4500)
+        outbox = try SQLiteOutbox(path: path)
+        defer { outbox.close() }
+        #expect(try outbox.stats().pending == 4500)
+        #expect(try outbox.stats().delivered == 4500)
+        let copies = try await pending(outbox, limit: 5000)
+        #expect(copies.count == 4500)
+        #expect(copies.allSatisfy { $0.eventID.contains("#replay-") })
+        #expect(Set(copies.map { $0.eventID.prefix { $0 != "#" } }).count == 4500)
+    }
+
     @Test func closedOutboxRefusesAppends() async throws {
         let outbox = try SQLiteOutbox(path: tempDB())
         outbox.close()
