@@ -135,10 +135,10 @@ def outbox_breakdown(script_text: str) -> tuple[collections.Counter, int]:
             k = "DeliveryPump.publishFetched -> mosquitto_publish (runs on the outbox queue)"
         elif "fetchPending" in st:
             k = "fetchPending SELECT (pump refill)"
-        elif "overSoftCap" in st or "spaceProblem" in st or "statvfs" in st:
-            k = "space checks (PRAGMA page_count/freelist_count prepared per flush, statvfs)"
+        elif "spaceProblem" in st or "admissionRefusal" in st or "statvfs" in st:
+            k = "space checks (PRAGMA page_count/freelist_count, statvfs; every quarter reserve)"
         elif "sqlite3" in st:
-            k = "statements: INSERT event + pending, DELETE pending + INSERT delivered"
+            k = "statements: INSERT dedupe + event, the watermark row"
         else:
             k = "other (Swift, dispatch, locks, completions)"
         c[k] += 1

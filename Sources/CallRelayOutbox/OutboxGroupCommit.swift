@@ -222,10 +222,10 @@ extension SQLiteOutbox {
         return space.spaceRefusal(livePages: live, freeDiskBytes: free).map { $0 + " (in \(directory))" }
     }
 
-    /// After acknowledgements were recorded while refusing: is there room again (freeing some)?
+    /// After acknowledgements were recorded while refusing: is there room again? (Delivered events
+    /// are deleted to make room only when a webhook needs it, not here: they stay for `replay`.)
     private func roomAgain(_ writer: Writer) -> Bool {
         guard waiting.withLock({ $0.lastWriteFailed }) else { return false }
-        if spaceProblem(writer) == nil { return true }
-        return makeRoom(writer) > 0 && spaceProblem(writer) == nil
+        return spaceProblem(writer) == nil
     }
 }

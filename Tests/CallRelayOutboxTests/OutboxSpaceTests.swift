@@ -100,4 +100,37 @@ import Testing
         print("footprint at a \(cap)-byte cap: peak \(worst), stored \(stored) before the first refusal, idle \(idle)")
         outbox.close()
     }
+
+    /// At the cap, acknowledgements and dead letters still reach the file (the reserve above the
+    /// soft cap), and a full outbox recovers once they freed room.
+    @Test func deliveriesAndDeadLettersAreRecordedAtTheCap() async throws {
+        let path = directory() + "/outbox.sqlite3"
+        var outbox = try SQLiteOutbox(path: path, maxBytes: 1 << 20)
+        var stored = 0
+        for n in 0..<10_000 {
+            let r = await withCheckedContinuation { done in outbox.append(self.event(n)) { done.resume(returning: $0) } }
+            guard case .success(.stored) = r else { break }
+            stored += 1
+        }
+        #expect(stored > 100 && !outbox.isWritable)
+        let rows = try await withCheckedContinuation { done in outbox.fetchPending(after: 0, limit: 100_000) { done.resume(returning: $0) } }.get()
+        #expect(rows.count == stored)
+        outbox.deadLetter(DeadLetter(seq: rows[0].seq, reason: "refused by the broker", attempts: 5))
+        for r in rows.dropFirst() { outbox.markDelivered(r.seq) }
+        outbox.close()
+        #expect(footprint(path).db + footprint(path).wal + footprint(path).shm <= 1 << 20)
+
+        outbox = try SQLiteOutbox(path: path, maxBytes: 1 << 20)
+        defer { outbox.close() }
+        let stats = try outbox.stats()
+        #expect(stats.pending == 0)
+        #expect(stats.deadLetters == 1)
+        #expect(stats.delivered == stored - 1)
+        let letters = try SQLiteOutbox.deadLetters(path: path)
+        #expect(letters.map(\.reason) == ["refused by the broker"])
+        // Room again: delivered events give way to new ones; the dead letter stays.
+        let again = await withCheckedContinuation { done in outbox.append(self.event(50_000)) { done.resume(returning: $0) } }
+        #expect(again == .success(.stored(id: "space-50000")))
+        #expect(try SQLiteOutbox.deadLetters(path: path).count == 1)
+    }
 }
