@@ -41,9 +41,18 @@ struct ReplayCommand: ParsableCommand {
         let from = TimeArgument.parse(since, now: now)!
         let to = until.flatMap { TimeArgument.parse($0, now: now) }
         do {
-            let count = try SQLiteOutbox.replay(path: configuration.storage.path, sinceMilliseconds: from, untilMilliseconds: to, callID: call)
+            let result = try SQLiteOutbox.replay(
+                path: configuration.storage.path, sinceMilliseconds: from, untilMilliseconds: to, callID: call,
+                maxBytes: configuration.storage.maxBytes)
+            let count = result.copied
             let window = "\(Timestamp.rfc3339(millisecondsSinceEpoch: from)) .. \(to.map { Timestamp.rfc3339(millisecondsSinceEpoch: $0) } ?? "now")"
             printLine("queued \(count) event\(count == 1 ? "" : "s") for publishing again (\(window)\(call.map { ", call \($0)" } ?? ""))")
+            if result.stoppedAtCap {
+                printError(
+                    "stopped: the outbox reached storage.max_bytes (\(configuration.storage.maxBytes) bytes); "
+                        + "run the same replay again with --since after the last one queued once these are delivered")
+                throw ExitCode(ExitCodes.unavailable)
+            }
         } catch {
             printError("\(configuration.storage.path): \(error)")
             throw ExitCode(ExitCodes.unavailable)

@@ -45,7 +45,7 @@ struct CommittedTail {
     }
 
     /// Records with seq > `after`, not `settled`, at most `limit`: nil when the run does not hold
-    /// `after + 1` (the caller reads the database instead).
+    /// `after + 1` or holds nothing unsettled after it (the caller reads the database instead).
     func records(after: Int64, limit: Int, settled: (Int64) -> Bool) -> [OutboxRecord]? {
         guard let first = firstSeq, let last = lastSeq, after + 1 >= first, after + 1 <= last else { return nil }
         var out: [OutboxRecord] = []
@@ -55,7 +55,8 @@ struct CommittedTail {
             if !settled(records[i].seq) { out.append(records[i]) }
             i += 1
         }
-        return out
+        // Nothing left in memory: the file may hold rows past the run (written by `replay`).
+        return out.isEmpty ? nil : out
     }
 
     private mutating func dropFirst() {

@@ -18,7 +18,7 @@ extension SQLiteOutbox {
             while take < w.appends.count, take < Self.maxBatch {
                 let e = w.appends[take].0
                 let size = Int64(e.body.count)
-                let extra = e.dedupeOrder == 0 ? 1 : 0
+                let extra = Writer.dedupeOrder(e) == 0 ? 1 : 0
                 if take > 0,
                     bytes + size > space.batchBytes
                         || space.estimatedFrames(payloadBytes: bytes + size, rows: take + 1, unordered: unordered + extra) > maxFrames
@@ -64,19 +64,31 @@ extension SQLiteOutbox {
         mark: Bool, listener: (@Sendable () -> Void)?, started: Double
     ) {
         var events = appends.map(\.0)
-        var appendsFailure: OutboxError? = events.isEmpty ? nil : admissionRefusal(writer, events).map { .full($0) }
-        if appendsFailure != nil { events = [] }
         var deadSettled = dead.isEmpty
         var written: Written? = nil
-        switch attempt(writer, events, dead: dead, mark: mark) {
+        var deadToWrite = dead
+        // Before delivered events are deleted to make room, the dead letters and the watermark of
+        // this batch are written: deleting goes by the written watermark, which never passes an
+        // unwritten dead letter, so without them nothing below it could go.
+        var appendsFailure: OutboxError? =
+            events.isEmpty
+            ? nil
+            : admissionRefusal(writer, events) {
+                guard case .success(let w) = attempt(writer, [], dead: deadToWrite, mark: true) else { return }
+                written = w
+                deadSettled = true
+                deadToWrite = []
+            }.map { .full($0) }
+        if appendsFailure != nil { events = [] }
+        switch attempt(writer, events, dead: deadToWrite, mark: mark) {
         case .success(let w):
-            written = w
+            written = merge(written, w)
             deadSettled = true
         case .failure(.full) where !events.isEmpty:
             // The hard cap or the disk itself: record the dead letters and the watermark alone
             // first, free room, then try the appends alone.
-            if case .success(let w) = attempt(writer, [], dead: dead, mark: true) {
-                written = w
+            if case .success(let w) = attempt(writer, [], dead: deadToWrite, mark: true) {
+                written = merge(written, w)
                 deadSettled = true
             }
             _ = makeRoom(writer)
@@ -167,7 +179,7 @@ extension SQLiteOutbox {
     /// Why this batch of appends cannot be written now (nil: it can). Space is measured (two
     /// PRAGMAs and a statvfs) only once the bytes appended since the last measurement could have
     /// used a quarter of the reserve; the WAL is checked on every batch (a counter in memory).
-    private func admissionRefusal(_ writer: Writer, _ events: [OutboxEvent]) -> String? {
+    private func admissionRefusal(_ writer: Writer, _ events: [OutboxEvent], beforeMakingRoom: () -> Void) -> String? {
         let payloadBytes = events.reduce(Int64(0)) { $0 + Int64($1.body.count) }
         writer.spaceBudget -= payloadBytes * 2
         if writer.spaceBudget <= 0 {
@@ -177,8 +189,7 @@ extension SQLiteOutbox {
                 publishWALGauge(writer)
             }
             if let problem = spaceProblem(writer) {
-                // Acknowledgements applied in memory make room only once their watermark is written.
-                if writer.ledger.pendingCommit() != nil { _ = attempt(writer, [], dead: [], mark: true) }
+                beforeMakingRoom()
                 guard makeRoom(writer) > 0, spaceProblem(writer) == nil else {
                     writer.spaceBudget = 0
                     return problem
@@ -187,11 +198,12 @@ extension SQLiteOutbox {
             writer.spaceBudget = (space.hardPages - space.softPages) * space.pageSize / 4
         }
         let frames = space.estimatedFrames(
-            payloadBytes: payloadBytes, rows: events.count, unordered: events.reduce(0) { $0 + ($1.dedupeOrder == 0 ? 1 : 0) })
+            payloadBytes: payloadBytes, rows: events.count, unordered: events.reduce(0) { $0 + (Writer.dedupeOrder($1) == 0 ? 1 : 0) })
         if !space.walHasRoom(walFrames: writer.db.walFrames, batchFrames: frames) {
             // The writer yields for one checkpoint: the WAL restarts from its beginning.
             let started = Self.monotonicSeconds()
-            if writer.db.checkpoint(.restart) {
+            // SQLite does not wait for another checkpointer: let the background copy finish first.
+            if writer.db.checkpoint(.restart) || (checkpointer.waitUntilIdle() && writer.db.checkpoint(.restart)) {
                 metrics.checkpoints.add(1, ordering: .relaxed)
                 metrics.checkpointMicros.add(Int((Self.monotonicSeconds() - started) * 1e6), ordering: .relaxed)
             } else {

@@ -177,12 +177,9 @@ extension SQLiteOutbox {
             """
             INSERT OR IGNORE INTO dedupe(ord, id, seen_at) SELECT 0, event_id, delivered_at FROM dedupe_tombstones;
             INSERT INTO delivery_marks(minute, seq_hi, delivered_at, delivered)
-                SELECT delivered_at / 60000, max(seq), max(delivered_at), count(*) FROM delivered WHERE seq <= \(watermark)
-                GROUP BY delivered_at / 60000;
-            INSERT INTO delivery_marks(minute, seq_hi, delivered_at, delivered)
-                SELECT max(\(now / 60000), coalesce((SELECT max(minute) FROM delivery_marks), 0)), \(watermark), \(now), 0
-                WHERE \(watermark) > 0
-                ON CONFLICT(minute) DO UPDATE SET seq_hi = max(seq_hi, excluded.seq_hi);
+                SELECT \(now / 60000), \(watermark), coalesce((SELECT max(delivered_at) FROM delivered), \(now)),
+                    (SELECT count(*) FROM delivered WHERE seq <= \(watermark))
+                WHERE \(watermark) > 0;
             INSERT INTO acked_above(seq) SELECT seq FROM delivered WHERE seq > \(watermark);
             """)
         // Seqs above the watermark with no row (pruned by v0.1.0 while an older event waited) count

@@ -19,6 +19,10 @@ extension SQLiteOutbox {
         let rollback: SQLiteStatement
 
         var ledger: DeliveryLedger
+        /// Dead letters reported but not yet in `dead_letters`: never handed out again, but not
+        /// settled in the ledger until their row is committed, so the watermark written to the
+        /// file never passes one (retention and `makeRoom` delete what is below the watermark).
+        private(set) var unwrittenDead: Set<Int64> = []
         // About 40 ms of webhooks at full speed: a pump that keeps up lags by its window (100) and a
         // commit; one that does not reads from the file anyway.
         var tail = CommittedTail(maxCount: 1024, maxBytes: 1 << 20)
@@ -97,11 +101,22 @@ extension SQLiteOutbox {
             return try selectReceivedAt.step() ? selectReceivedAt.int64(0) : nil
         }
 
-        /// Applies acknowledgements and dead letters to the ledger (in memory).
+        /// Applies acknowledgements to the ledger (in memory) and holds dead letters back from
+        /// delivery until their rows are written (`write`).
         func settle(marks: [Int64], dead: [DeadLetter]) {
             for seq in marks { ledger.settle(seq, delivered: true) }
-            for letter in dead { ledger.settle(letter.seq, delivered: false) }
+            for letter in dead where !ledger.isSettled(letter.seq) { unwrittenDead.insert(letter.seq) }
             tail.drop(through: ledger.watermark)
+        }
+
+        /// Whether `seq` must not be handed to the delivery pump.
+        func isDone(_ seq: Int64) -> Bool { ledger.isSettled(seq) || unwrittenDead.contains(seq) }
+
+        /// The event's dedupe order, or 0 when its time lies more than a day after its receipt: a
+        /// row ordered in the future would outlive every prune (`ord < cutoff`). A re-send can
+        /// only move from 0 to its time (received later), and the order-0 probe finds that.
+        static func dedupeOrder(_ e: OutboxEvent) -> Int64 {
+            e.dedupeOrder <= e.receivedAtMilliseconds + 86_400_000 ? e.dedupeOrder : 0
         }
 
         /// Pending rows after `after` from the file, skipping settled ones, at most `limit`.
@@ -118,7 +133,7 @@ extension SQLiteOutbox {
                 while try s.step() {
                     seen += 1
                     cursor = s.int64(0)
-                    if ledger.isSettled(cursor) { continue }
+                    if isDone(cursor) { continue }
                     let data = s.blob(4)
                     let content: OutboxRecord.Content =
                         s.isNull(3) ? .payload(data) : .body(data, kind: s.text(3), receivedAtMilliseconds: s.int64(5))
@@ -136,6 +151,9 @@ extension SQLiteOutbox {
             outcomes: [AppendOutcome], stored: [OutboxRecord], mark: (watermark: Int64, delivered: Int)?
         ) {
             try begin.run()
+            // The dead letters settle in the ledger inside the transaction (so its watermark may
+            // pass them); a failed transaction puts the ledger back.
+            let ledgerBefore = ledger
             do throws(SQLiteError) {
                 var outcomes: [AppendOutcome] = []
                 var stored: [OutboxRecord] = []
@@ -145,7 +163,7 @@ extension SQLiteOutbox {
                     try refreshLastSeq()
                     var next = max(lastSeq, ledger.watermark) + 1
                     for e in appends {
-                        insertDedupe.bind(1, e.dedupeOrder)
+                        insertDedupe.bind(1, Self.dedupeOrder(e))
                         insertDedupe.bind(2, e.id)
                         insertDedupe.bind(3, e.receivedAtMilliseconds)
                         try insertDedupe.run()
@@ -172,6 +190,7 @@ extension SQLiteOutbox {
                     insertDeadLetter.bind(3, Int64(letter.attempts))
                     insertDeadLetter.bind(4, now)
                     try insertDeadLetter.run()
+                    ledger.settle(letter.seq, delivered: false)
                 }
                 let mark = withMark ? ledger.pendingCommit() : nil
                 if let mark {
@@ -185,6 +204,7 @@ extension SQLiteOutbox {
                     markMinute = minute
                 }
                 try commit.run()
+                for letter in dead { unwrittenDead.remove(letter.seq) }
                 if let mark {
                     ledger.committed(mark)
                     if ackedAboveRows { ackedAboveRows = (try? db.scalarInt("SELECT count(*) FROM acked_above")).flatMap { $0 } ?? 0 > 0 }
@@ -198,6 +218,7 @@ extension SQLiteOutbox {
                 return (outcomes, stored, mark)
             } catch {
                 try? rollback.run()
+                ledger = ledgerBefore
                 throw error
             }
         }

@@ -1,4 +1,5 @@
 import CSQLite
+import Glibc
 
 /// A dead letter as `callrelay status` lists it.
 package struct DeadLetterRecord: Sendable, Equatable {
@@ -61,24 +62,38 @@ extension SQLiteOutbox {
         return rows
     }
 
+    /// What `replay` did.
+    package struct ReplayResult: Sendable, Equatable {
+        package var copied: Int
+        /// Stopped early: the copies reached `storage.max_bytes` (the rest was not queued).
+        package var stoppedAtCap: Bool
+    }
+
     /// Queues stored events again: every delivered or dead-lettered event received in
     /// `[since, until)` (optionally only of one call) is copied to the end of the queue with its
     /// payload unchanged (same `id`: subscribers that de-duplicate on `id` will see a repeat).
     /// Events still pending are not copied (they are about to be published anyway), nor are
-    /// earlier replay copies. Returns how many events were queued. Reads the whole table (there is
-    /// no time index: it would cost every webhook a page write for a command run by hand), and
-    /// copies 2,000 events per transaction, so the WAL stays small while the agent runs.
+    /// earlier replay copies. Reads the whole table (there is no time index: it would cost every
+    /// webhook a page write for a command run by hand). The copies obey `maxBytes` like the agent's
+    /// writes (`SpacePolicy`): they go in small transactions with a checkpoint after each, and stop
+    /// at the soft cap.
     package static func replay(
-        path: String, sinceMilliseconds: Int64, untilMilliseconds: Int64?, callID: String?, now: Int64 = nowMilliseconds()
-    ) throws(SQLiteError) -> Int {
+        path: String, sinceMilliseconds: Int64, untilMilliseconds: Int64?, callID: String?, maxBytes: Int64 = 1 << 30,
+        now: Int64 = nowMilliseconds()
+    ) throws(SQLiteError) -> ReplayResult {
         let db = try SQLiteDatabase(path: path, mode: .readWrite)
         try db.execute("PRAGMA busy_timeout=10000")
+        let space = SpacePolicy(maxBytes: maxBytes, pageSize: try db.scalarInt("PRAGMA page_size") ?? 4096)
+        try db.execute("PRAGMA max_page_count=\(space.hardPages)")
+        try db.execute("PRAGMA journal_size_limit=\(space.walLimitBytes)")
+        // A quarter of the WAL's share per transaction, at ~700 bytes a row.
+        let chunk = min(max(space.batchBytes / 700, 16), 2000)
         let filter = """
             received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
               AND (seq <= ?4 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))
               AND instr(event_id, '#replay-') = 0 AND seq > ?5 AND seq <= ?6
             """
-        let chunkEnd = try db.prepare("SELECT seq FROM events WHERE \(filter) ORDER BY seq LIMIT 1 OFFSET 1999")
+        let chunkEnd = try db.prepare("SELECT seq FROM events WHERE \(filter) ORDER BY seq LIMIT 1 OFFSET \(chunk - 1)")
         let copy = try db.prepare(
             """
             INSERT INTO events(seq, event_id, call_id, topic, kind, data, received_at)
@@ -90,8 +105,13 @@ extension SQLiteOutbox {
         // meanwhile, are not replayed again.
         let end = try db.scalarInt("SELECT max(seq) FROM events") ?? 0
         var cursor: Int64 = 0
-        var copied = 0
+        var result = ReplayResult(copied: 0, stoppedAtCap: false)
         while cursor < end {
+            let pages = try db.pageCounts()
+            if pages.total - pages.free >= space.softPages {
+                result.stoppedAtCap = true
+                break
+            }
             try db.execute("BEGIN IMMEDIATE")
             do throws(SQLiteError) {
                 // New rows go above both the newest row and the watermark, like the agent's (see
@@ -112,15 +132,22 @@ extension SQLiteOutbox {
                 copy.bind(7, now)
                 copy.bind(8, first)
                 try copy.run()
-                copied += db.changes
+                result.copied += db.changes
                 try db.execute("COMMIT")
                 cursor = last
             } catch {
                 chunkEnd.reset()
                 try? db.execute("ROLLBACK")
+                if error.isFull {
+                    result.stoppedAtCap = true
+                    break
+                }
                 throw error
             }
+            // Keep the WAL inside its share whether or not the agent runs (its own checkpoints
+            // take over when it does; a busy one is retried for up to a second).
+            for _ in 0..<50 where space.shouldCheckpoint(walFrames: db.walFrames) && !db.checkpoint(.restart) { usleep(20_000) }
         }
-        return copied
+        return result
     }
 }

@@ -51,7 +51,7 @@ package final class SQLiteOutbox: Sendable {
     package let path: String
     let queue = DispatchQueue(label: "callrelay.outbox")
     let connection: Mutex<Writer?>
-    private let checkpointer: WALCheckpointer
+    let checkpointer: WALCheckpointer
     let waiting = Mutex(Waiting())
     let retentionMilliseconds: Int64
     let logger: Logger
@@ -158,7 +158,7 @@ package final class SQLiteOutbox: Sendable {
             let result: Result<[OutboxRecord], OutboxError> = self.connection.withLock { writer in
                 guard let writer else { return .failure(.closed) }
                 writer.settle(marks: marks, dead: dead)
-                if let fromMemory = writer.tail.records(after: after, limit: limit, settled: writer.ledger.isSettled) {
+                if let fromMemory = writer.tail.records(after: after, limit: limit, settled: writer.isDone) {
                     self.metrics.fetchedFromMemory.add(fromMemory.count, ordering: .relaxed)
                     return .success(fromMemory)
                 }
@@ -206,7 +206,7 @@ package final class SQLiteOutbox: Sendable {
             """)
         let deliveredAbove = try db.scalarInt("SELECT count(*) FROM acked_above WHERE seq > \(watermark) AND delivered != 0") ?? 0
         let delivered = (try db.scalarInt("SELECT coalesce(sum(delivered), 0) FROM delivery_marks") ?? 0) + deliveredAbove
-        let last = try db.scalarInt("SELECT delivered_at FROM delivery_marks WHERE delivered > 0 ORDER BY minute DESC LIMIT 1")
+        let last = try db.scalarInt("SELECT delivered_at FROM delivery_marks ORDER BY minute DESC LIMIT 1")
         let dead = try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0
         return OutboxStats(
             pending: Int(max(0, pending)), delivered: Int(delivered), deadLetters: Int(dead),

@@ -36,6 +36,13 @@ final class WALCheckpointer: Sendable {
         }
     }
 
+    /// Waits until no background checkpoint runs. Always true (a condition to chain on).
+    @discardableResult
+    func waitUntilIdle() -> Bool {
+        queue.sync {}
+        return true
+    }
+
     func close() {
         queue.sync { state.withLock { $0.db = nil } }
     }

@@ -133,4 +133,53 @@ import Testing
         #expect(again == .success(.stored(id: "space-50000")))
         #expect(try SQLiteOutbox.deadLetters(path: path).count == 1)
     }
+
+    /// A dead letter decided while webhooks wait for room keeps its row: the room is made from
+    /// delivered events only (the watermark written for that never passes an unwritten dead letter).
+    @Test func aDeadLetterDecidedAtTheCapIsNotDeletedToMakeRoom() async throws {
+        let path = directory() + "/outbox.sqlite3"
+        let outbox = try SQLiteOutbox(path: path, maxBytes: 1 << 20)
+        defer { outbox.close() }
+        var stored = 0
+        for n in 0..<10_000 {
+            let r = await withCheckedContinuation { done in outbox.append(self.event(n)) { done.resume(returning: $0) } }
+            guard case .success(.stored) = r else { break }
+            stored += 1
+        }
+        let rows = try await withCheckedContinuation { done in outbox.fetchPending(after: 0, limit: 100_000) { done.resume(returning: $0) } }.get()
+        #expect(rows.count == stored && stored > 100)
+        for r in rows.dropFirst() { outbox.markDelivered(r.seq) }
+        // The dead letter and a webhook that needs room, in the same group commit.
+        outbox.deadLetter(DeadLetter(seq: rows[0].seq, reason: "poison", attempts: 5))
+        let r = await withCheckedContinuation { done in outbox.append(self.event(90_000)) { done.resume(returning: $0) } }
+        #expect(r == .success(.stored(id: "space-90000")))
+        try await Task.sleep(for: .milliseconds(300))
+        let letters = try SQLiteOutbox.deadLetters(path: path)
+        #expect(letters.map(\.eventID) == [rows[0].eventID], "the dead letter's event must still be there for replay")
+    }
+
+    /// `callrelay replay` obeys the cap too: it stops at the soft cap instead of growing the file.
+    @Test func replayStopsAtTheCap() async throws {
+        let path = directory() + "/outbox.sqlite3"
+        let cap: Int64 = 1 << 20
+        var outbox = try SQLiteOutbox(path: path, maxBytes: cap)
+        // About 70 % full (a 1 MiB outbox takes ~530 of these events), then all delivered.
+        let stored = 370
+        for n in 0..<stored {
+            let r = await withCheckedContinuation { done in outbox.append(self.event(n)) { done.resume(returning: $0) } }
+            #expect(r == .success(.stored(id: "space-\(n)")))
+        }
+        let rows = try await withCheckedContinuation { done in outbox.fetchPending(after: 0, limit: 100_000) { done.resume(returning: $0) } }.get()
+        for r in rows { outbox.markDelivered(r.seq) }
+        outbox.close()
+        let result = try SQLiteOutbox.replay(path: path, sinceMilliseconds: 0, untilMilliseconds: nil, callID: nil, maxBytes: cap)
+        #expect(result.stoppedAtCap)
+        #expect(result.copied > 0 && result.copied < stored)
+        let f = footprint(path)
+        #expect(f.db + f.wal + f.shm <= cap, "\(f)")
+        outbox = try SQLiteOutbox(path: path, maxBytes: cap)
+        defer { outbox.close() }
+        #expect(try outbox.stats().pending == result.copied)
+    }
 }
+
