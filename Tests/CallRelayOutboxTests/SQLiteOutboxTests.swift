@@ -25,23 +25,12 @@ private func pending(_ outbox: SQLiteOutbox, after: Int64 = 0, limit: Int = 10_0
 }
 
 /// Counts rows through a second, independent connection (what survives in the file).
-private func countRowsOnDisk(_ path: String, whereClause: String = "1") -> Int {
+private func countRowsOnDisk(_ path: String, table: String = "events", whereClause: String = "1") -> Int {
     var db: OpaquePointer?
     sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil)
     defer { sqlite3_close(db) }
     var stmt: OpaquePointer?
-    sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE \(whereClause)", -1, &stmt, nil)
-    defer { sqlite3_finalize(stmt) }
-    guard sqlite3_step(stmt) == SQLITE_ROW else { return -1 }
-    return Int(sqlite3_column_int64(stmt, 0))
-}
-
-private func countDedupeOnDisk(_ path: String, whereClause: String) -> Int {
-    var db: OpaquePointer?
-    sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil)
-    defer { sqlite3_close(db) }
-    var stmt: OpaquePointer?
-    sqlite3_prepare_v2(db, "SELECT count(*) FROM dedupe WHERE \(whereClause)", -1, &stmt, nil)
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM \(table) WHERE \(whereClause)", -1, &stmt, nil)
     defer { sqlite3_finalize(stmt) }
     guard sqlite3_step(stmt) == SQLITE_ROW else { return -1 }
     return Int(sqlite3_column_int64(stmt, 0))
@@ -199,7 +188,7 @@ private func countDedupeOnDisk(_ path: String, whereClause: String) -> Int {
         e.receivedAtMilliseconds += 2 * 86_400_000  // re-sent two days later: its time now looks plausible
         #expect(await withCheckedContinuation { done in outbox.append(e) { done.resume(returning: $0) } } == .success(.duplicate(id: "future")))
         // Stored under order 0, where the prune's `ord < cutoff` reaches it.
-        #expect(countDedupeOnDisk(path, whereClause: "ord = 0 AND id = 'future'") == 1)
+        #expect(countRowsOnDisk(path, table: "dedupe", whereClause: "ord = 0 AND id = 'future'") == 1)
     }
 
     @Test func closedOutboxRefusesAppends() async throws {
