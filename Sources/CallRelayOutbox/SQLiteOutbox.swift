@@ -175,10 +175,13 @@ package final class SQLiteOutbox: Sendable {
         }
     }
 
-    /// Counts by state; runs synchronously on the outbox queue.
+    /// Counts by state; runs synchronously on the outbox queue, after committing what waits
+    /// (acknowledgements included), so it is exact for this process. (`inspect`, from another
+    /// process, sees the watermark up to ~100 ms late.)
     package func stats() throws(OutboxError) -> OutboxStats {
         let result: Result<OutboxStats, OutboxError> = queue.sync {
-            connection.withLock { writer in
+            flush(final: true)
+            return connection.withLock { writer in
                 guard let writer else { return .failure(.closed) }
                 do throws(SQLiteError) {
                     return .success(try Self.readStats(writer.db))

@@ -8,7 +8,8 @@
 #   4. configures it like a technician (edits /etc/callrelay/callrelay.toml to use a local test
 #      broker), starts ExecStartPre and ExecStart exactly as the unit says, as its User=, with
 #      no new privileges and no capabilities, passes `callrelay send-test`, and stops it with
-#      SIGTERM (exit 0);
+#      SIGTERM (exit 0); the outbox it starts on was written by v0.1.0 (the upgrade path:
+#      migrated in place, its pending events published once, its delivered ones not);
 #   5. dpkg -r keeps /var/lib/callrelay, dpkg -P removes it.
 # It cleans up after itself (the package is purged even when a step fails), so it can run again.
 set -euo pipefail
@@ -203,6 +204,15 @@ grep -q "^port = $mqtt_port" "$config" && grep -q "^token = " "$config" || fail 
 expect_eq "$(stat -c '%U:%G %a' "$config")" "root:callrelay 640" "the edited config keeps its permissions"
 
 # ---------------------------------------------------------------------------------------------
+step "an outbox left by v0.1.0 (3 events delivered, 3 pending), as an upgrade finds it"
+install -o callrelay -g callrelay -m 0640 "$root/Tests/IntegrationTests/Fixtures/v0.1.0-outbox.db" /var/lib/callrelay/outbox.sqlite3
+rm -f /var/lib/callrelay/outbox.sqlite3-wal /var/lib/callrelay/outbox.sqlite3-shm
+# As the service user: status opens the file, and must leave nothing root-owned beside it.
+out=$(runuser -u callrelay -- callrelay status --config /etc/callrelay/callrelay.toml 2>&1 || true)
+grep -q "pending: *3" <<<"$out" || fail "status does not read the v0.1.0 outbox before its migration:
+$out"
+
+# ---------------------------------------------------------------------------------------------
 step "start it as the unit would (User=, WorkingDirectory=, UMask=, NoNewPrivileges=, no capabilities)"
 unit=/lib/systemd/system/callrelay.service
 user=$(sed -n 's/^User=//p' "$unit")
@@ -240,6 +250,18 @@ echo "$out" | sed 's/^/    /'
 grep -q '^PASS: ' <<<"$out" || fail "send-test printed no PASS"
 grep -q "$token" <<<"$out$(cat "$work/agent.log")" && fail "the token appears in the output or the log"
 curl -fs "http://127.0.0.1:$http_port/metrics" | grep -qx "callrelay_mqtt_connected 1" || fail "/metrics does not say connected"
+grep -q "outbox migrated from schema 1 to 2" "$work/agent.log" || fail "no migration line in the agent's log"
+for _ in $(seq 100); do
+  out=$(callrelay status 2>&1 || true)
+  grep -q "pending: *0" <<<"$out" && break
+  sleep 0.1
+done
+grep -q "pending: *0" <<<"$out" || fail "the v0.1.0 outbox's pending events were not delivered:
+$out"
+delivered=$(sed -n 's/^ *delivered: *\([0-9]*\).*/\1/p' <<<"$out")
+[ "${delivered:-0}" -ge 7 ] || fail "expected the 3 + 3 migrated events and send-test's as delivered, status says:
+$out"
+echo "    v0.1.0 outbox migrated: $(tr -s ' ' <<<"$out" | grep -E 'pending|delivered' | tr '\n' ' ')"
 # Nothing the checks did as root may leave root-owned files for the agent to trip on.
 root_owned=$(find /var/lib/callrelay ! -user "$user")
 [ -z "$root_owned" ] || fail "files in /var/lib/callrelay not owned by $user: $root_owned"
