@@ -30,24 +30,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-echo "==> dependencies" >&2
-CALLRELAY_BENCH=1 scripts/install-deps.sh
+. bench/build-release.sh
 if ! python3 -c 'import flask, gunicorn, paho.mqtt' 2>/dev/null; then
   python3 -m pip install --quiet -r bench/peer/requirements.txt
 fi
 
-scratch=${BENCH_SCRATCH:-.build-bench}
-bin="$root/$scratch/release/callrelay"
-if [ "$build" = 1 ]; then
-  echo "==> building callrelay (release, --static-swift-stdlib, scratch $scratch; 2-3 min cold on 2 cores)" >&2
-  start=$(date +%s)
-  swift build -c release --static-swift-stdlib --product callrelay --scratch-path "$scratch" 2>&1 | tail -n 1 >&2
-  echo "    built in $(( $(date +%s) - start )) s" >&2
-fi
-[ -x "$bin" ] || { echo "no binary at $bin (run without --no-build)" >&2; exit 1; }
-
-stripped="$root/$scratch/callrelay.stripped"
-strip -o "$stripped" "$bin"
 size=$(stat -c %s "$stripped")
 echo "==> stripped binary: $size bytes ($(awk -v s="$size" 'BEGIN{printf "%.2f MB, %.2f MiB", s/1e6, s/1048576}')); unstripped $(stat -c %s "$bin") bytes" >&2
 echo "    dynamic dependencies: $(ldd "$bin" | awk '{print $1}' | grep -v -e vdso -e ld-linux | tr '\n' ' ')" >&2

@@ -31,19 +31,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-echo "==> dependencies" >&2
-CALLRELAY_BENCH=1 scripts/install-deps.sh
-
-scratch=${BENCH_SCRATCH:-.build-bench}
-bin="$root/$scratch/release/callrelay"
-if [ "$build" = 1 ]; then
-  echo "==> building callrelay (release, --static-swift-stdlib, scratch $scratch; 2-3 min cold on 2 cores)" >&2
-  start=$(date +%s)
-  swift build -c release --static-swift-stdlib --product callrelay --scratch-path "$scratch" 2>&1 | tail -n 1 >&2
-  echo "    built in $(( $(date +%s) - start )) s" >&2
-fi
-[ -x "$bin" ] || { echo "no binary at $bin (run without --no-build)" >&2; exit 1; }
+. bench/build-release.sh
 
 echo "==> uptime: $(uptime)" >&2
 echo "==> disk free in ${BENCH_TMP:-/tmp}: $(df -h --output=avail "${BENCH_TMP:-/tmp}" | tail -1)" >&2
-exec python3 bench/storage.py --binary "$bin" "${args[@]}"
+exec python3 bench/storage.py --binary "$stripped" "${args[@]}"
