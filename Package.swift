@@ -22,6 +22,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // HTTPS on the webhook listener (BoringSSL inside; no system OpenSSL needed).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // ServerQuiescingHelper: a graceful stop that lets keep-alive connections finish.
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // UnixSignals: SIGTERM/SIGINT/SIGHUP as an async sequence.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C libraries, each wrapped by exactly one Swift type.
@@ -31,7 +37,7 @@ let package = Package(
         // Vocabulary: JSON value, timestamps, ids. No I/O, no third-party imports.
         .target(name: "CallRelayCore", swiftSettings: swiftSettings),
         // The config file: TOML subset, key table, validation, sample generation.
-        .target(name: "CallRelayConfig", swiftSettings: swiftSettings),
+        .target(name: "CallRelayConfig", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
         // PIOPIY payload -> callrelay.call-event.v1. Pure functions.
         .target(name: "CallRelayNormalize", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
         // Durable outbox in SQLite (WAL, group commit). Only importer of CSQLite.
@@ -41,7 +47,14 @@ let package = Package(
         // Outbox -> MQTT: bounded in-flight window, ack -> delivered.
         .target(name: "CallRelayDelivery", dependencies: ["CallRelayCore", logging], swiftSettings: swiftSettings),
         // HTTP in: routes, auth, body limit, 200-after-commit.
-        .target(name: "CallRelayIngest", dependencies: ["CallRelayCore", "CallRelayNormalize", logging] + nio, swiftSettings: swiftSettings),
+        .target(
+            name: "CallRelayIngest",
+            dependencies: [
+                "CallRelayCore", "CallRelayNormalize", logging,
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ] + nio,
+            swiftSettings: swiftSettings),
         // Wiring only: build and stop the running agent.
         .target(
             name: "CallRelayDaemon",
@@ -51,8 +64,9 @@ let package = Package(
         .target(
             name: "CallRelayCommands",
             dependencies: [
-                "CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayMQTT", "CallRelayCore",
+                "CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayMQTT", "CallRelayCore", "CallRelayIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         .executableTarget(name: "callrelay", dependencies: ["CallRelayCommands"], swiftSettings: swiftSettings),
@@ -61,12 +75,19 @@ let package = Package(
         .target(name: "CallRelayTesting", dependencies: ["CallRelayCore", "CallRelayMQTT"], swiftSettings: swiftSettings),
 
         .testTarget(name: "CallRelayCoreTests", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "CallRelayConfigTests", dependencies: ["CallRelayConfig"], resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
+        .testTarget(name: "CallRelayConfigTests", dependencies: ["CallRelayConfig", "CallRelayCore"], resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(
             name: "CallRelayNormalizeTests", dependencies: ["CallRelayNormalize", "CallRelayCore"], resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayOutboxTests", dependencies: ["CallRelayOutbox", "CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayDeliveryTests", dependencies: ["CallRelayDelivery", "CallRelayCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CallRelayIngestTests",
+            dependencies: [
+                "CallRelayIngest", "CallRelayCore", "CallRelayNormalize",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ] + nio,
+            swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayMQTTTests", dependencies: ["CallRelayMQTT"], swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayCommandsTests", dependencies: ["CallRelayCommands"], swiftSettings: swiftSettings),
         .testTarget(
@@ -75,3 +96,30 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
     ]
 )
+
+// MARK: - Fuzz harnesses (BEGIN fuzz block; maintained with Fuzz/ and scripts/fuzz.sh)
+// libFuzzer executables, added only when CALLRELAY_FUZZ=1 so plain `swift build` / `swift test`
+// never see them. Build and run them with scripts/fuzz.sh (it passes -sanitize=fuzzer,address);
+// see docs/fuzzing.md.
+if Context.environment["CALLRELAY_FUZZ"] == "1" {
+    package.targets += [
+        // Declares libFuzzer's LLVMFuzzerRunDriver for the harnesses' @main.
+        .target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"),
+        .executableTarget(name: "FuzzJSON", dependencies: ["CFuzzDriver", "CallRelayCore"], path: "Fuzz/FuzzJSON", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "FuzzNormalize", dependencies: ["CFuzzDriver", "CallRelayNormalize", "CallRelayCore"], path: "Fuzz/FuzzNormalize",
+            swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzConfig", dependencies: ["CFuzzDriver", "CallRelayConfig"], path: "Fuzz/FuzzConfig", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "FuzzHTTP",
+            dependencies: [
+                "CFuzzDriver", "CallRelayIngest", "CallRelayNormalize", "CallRelayCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "Fuzz/FuzzHTTP", swiftSettings: swiftSettings),
+    ]
+}
+// END fuzz block

@@ -1,4 +1,5 @@
 import CallRelayConfig
+import CallRelayIngest
 import Glibc
 
 /// The process environment as a dictionary (no Foundation).
@@ -27,7 +28,21 @@ func loadConfiguration(flag: String?) -> (RelayConfiguration?, path: String) {
     let path = ConfigurationLoader.resolvePath(flag: flag, environment: environment)
     let result = ConfigurationLoader.load(path: path, environment: environment)
     for issue in result.issues { printError(issue.description) }
-    return (result.configuration, path)
+    guard let configuration = result.configuration else { return (nil, path) }
+    // The HTTPS pair is checked here, after the file: it exists, parses and matches.
+    let tlsIssues = tlsFileIssues(configuration, path: path, lines: result.lines)
+    for issue in tlsIssues { printError(issue.description) }
+    return (tlsIssues.contains { $0.severity == .error } ? nil : configuration, path)
+}
+
+/// `PATH:LINE: http.tls_key_file: …` for every problem with the certificate files.
+func tlsFileIssues(_ configuration: RelayConfiguration, path: String, lines: [String: Int]) -> [ConfigurationIssue] {
+    guard let cert = configuration.http.tlsCertFile, let key = configuration.http.tlsKeyFile else { return [] }
+    return ServerTLS.check(TLSFiles(certificateChain: cert, privateKey: key, clientCA: configuration.http.tlsClientCAFile)).map {
+        ConfigurationIssue(
+            severity: $0.isWarning ? .warning : .error, path: path, line: lines[$0.key.rawValue], key: $0.key.rawValue,
+            message: $0.description)
+    }
 }
 
 /// Writes one line to stdout now (stdout is a pipe under systemd or a test, so `print` alone

@@ -4,6 +4,7 @@ import CallRelayDaemon
 import Dispatch
 import Glibc
 import Logging
+import UnixSignals
 
 /// `callrelay run`: the agent in the foreground (what systemd runs).
 struct RunCommand: AsyncParsableCommand {
@@ -31,7 +32,8 @@ struct RunCommand: AsyncParsableCommand {
         logger.logLevel = level
 
         signal(SIGPIPE, SIG_IGN)
-        let stop = SignalWaiter(signals: [SIGTERM, SIGINT])
+        for signo in [SIGTERM, SIGINT, SIGHUP] { signal(signo, SIG_IGN) }  // delivered to the sequence below instead
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         let daemon: Daemon
         do {
             daemon = try await Daemon.start(configuration: configuration, logger: logger)
@@ -39,32 +41,33 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(ExitCodes.cantCreate)
         }
-        logger.info("callrelay \(callrelayVersion) ready", metadata: ["http_port": "\(daemon.httpPort)"])
-        let signo = await stop.wait()
-        logger.info("signal received", metadata: ["signal": "\(signo == SIGTERM ? "SIGTERM" : "SIGINT")"])
-        await daemon.shutdown()
-    }
-}
+        var ready: Logger.Metadata = ["http_port": "\(daemon.httpPort)"]
+        if let admin = daemon.adminPort { ready["admin_port"] = "\(admin)" }
+        logger.info("callrelay \(callrelayVersion) ready", metadata: ready)
 
-/// Turns SIGTERM/SIGINT into an awaitable event (dispatch sources; the default action is disabled).
-final class SignalWaiter: @unchecked Sendable {  // sources are immutable after init
-    private let sources: [any DispatchSourceSignal]
-    private let stream: AsyncStream<Int32>
-
-    init(signals: [Int32]) {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        self.stream = stream
-        sources = signals.map { signo in
-            signal(signo, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
-            source.setEventHandler { continuation.yield(signo) }
-            source.resume()
-            return source
+        // One reader of the signals: SIGHUP reloads; the first SIGTERM/SIGINT starts the graceful
+        // stop; a second one exits at once (everything answered 200 is already on disk).
+        let (stop, stopRequested) = AsyncStream<UnixSignal>.makeStream()
+        let watcher = Task {
+            var stopping = false
+            for await signal in signals {
+                if signal == .sighup {
+                    daemon.reload()
+                    continue
+                }
+                if stopping {
+                    logger.warning("second \(signal): exiting at once; unacknowledged events stay in the outbox for the next start")
+                    _exit(128 + signal.rawValue)
+                }
+                stopping = true
+                stopRequested.yield(signal)
+            }
         }
-    }
-
-    func wait() async -> Int32 {
-        for await signo in stream { return signo }
-        return SIGTERM
+        for await signal in stop {
+            logger.info("signal received", metadata: ["signal": "\(signal)"])
+            break
+        }
+        await daemon.shutdown()
+        watcher.cancel()
     }
 }

@@ -84,7 +84,7 @@ package enum ConfigurationDocs {
             for key in ConfigurationKey.all where key.section == section.name {
                 let cells = [
                     "`\(key.name)`",
-                    "\(key.type)",
+                    key.type.docsName,
                     "`\(key.defaultValue.tomlLiteral)`",
                     allowedSentence(key, markdown: true),
                     key.environmentVariable.map { "`\($0)`" } ?? "",

@@ -39,9 +39,14 @@ package struct ConfigurationLoadResult: Sendable {
     /// Errors and warnings, in line order (problems without a line last).
     package let issues: [ConfigurationIssue]
 
-    package init(configuration: RelayConfiguration?, issues: [ConfigurationIssue]) {
+    /// The line each key was set on in the file (keys taken from the environment are absent), so
+    /// checks made after loading (the TLS pair) can point at the line too.
+    package let lines: [String: Int]
+
+    package init(configuration: RelayConfiguration?, issues: [ConfigurationIssue], lines: [String: Int] = [:]) {
         self.configuration = configuration
         self.issues = issues
+        self.lines = lines
     }
 
     package var errors: [ConfigurationIssue] { issues.filter { $0.severity == .error } }

@@ -7,14 +7,25 @@
 
 /// The TOML type a key takes.
 package enum ConfigurationValueType: Sendable, Equatable {
-    case string, integer, boolean
+    case string, integer, boolean, stringList
 
-    /// "a string", "an integer", "a boolean".
+    /// "a string", "an integer", "a boolean", "an array of strings".
     package var withArticle: String {
         switch self {
         case .string: "a string"
         case .integer: "an integer"
         case .boolean: "a boolean"
+        case .stringList: "an array of strings"
+        }
+    }
+
+    /// As the docs' "Type" column shows it.
+    package var docsName: String {
+        switch self {
+        case .string: "string"
+        case .integer: "integer"
+        case .boolean: "boolean"
+        case .stringList: "array of strings"
         }
     }
 }
@@ -24,12 +35,14 @@ package enum ConfigurationValue: Sendable, Equatable {
     case string(String)
     case integer(Int64)
     case boolean(Bool)
+    case strings([String])
 
     package var type: ConfigurationValueType {
         switch self {
         case .string: .string
         case .integer: .integer
         case .boolean: .boolean
+        case .strings: .stringList
         }
     }
 
@@ -39,6 +52,7 @@ package enum ConfigurationValue: Sendable, Equatable {
         case .string(let text): TOMLText.quoted(text)
         case .integer(let number): String(number)
         case .boolean(let flag): String(flag)
+        case .strings(let items): "[" + items.map(TOMLText.quoted).joined(separator: ", ") + "]"
         }
     }
 }
@@ -59,6 +73,10 @@ package enum ConfigurationRule: Sendable, Equatable {
     case webhookToken
     /// `HOST:PORT`, `[IPv6]:PORT`; port 0 picks a free port.
     case listenAddress
+    /// Empty, or a `listenAddress`.
+    case optionalListenAddress
+    /// Every item an IPv4 or IPv6 address or network (`203.0.113.0/24`).
+    case cidrList
     /// 1–64 characters of `[A-Za-z0-9_.-]`.
     case mqttClientID
     /// MQTT topic levels without wildcards, empty levels or a leading or trailing `/`.
@@ -140,6 +158,9 @@ extension ConfigurationKey {
     /// Every key, in the order of the docs and the sample.
     package static let all: [ConfigurationKey] = [
         httpListen, httpToken, httpMaxBodyBytes,
+        httpTLSCertFile, httpTLSKeyFile, httpTLSClientCAFile, httpAllow, httpTrustedProxies,
+        httpHeaderTimeoutSeconds, httpBodyTimeoutSeconds, httpIdleTimeoutSeconds, httpMaxConnections,
+        httpRateLimitPerSecond, httpRateLimitBurst, httpAdminListen,
         mqttHost, mqttPort, mqttClientID, mqttUsername, mqttPassword, mqttTopicPrefix, mqttQoS, mqttKeepaliveSeconds,
         mqttCAFile, mqttCertFile, mqttKeyFile, mqttTLSInsecure, mqttMaxInflight, mqttReconnectMinMilliseconds,
         mqttReconnectMaxMilliseconds,
@@ -173,6 +194,93 @@ extension ConfigurationKey {
         "http.max_body_bytes", .integer, default: .integer(65536), rule: .integerRange(1024...16_777_216),
         description: """
             Largest webhook body accepted, in bytes; a bigger request is answered 413. PIOPIY webhooks are a few kilobytes.
+            """)
+
+    package static let httpTLSCertFile = ConfigurationKey(
+        "http.tls_cert_file", .string, default: .string(""), rule: .readableFile,
+        description: """
+            Absolute path of the PEM certificate chain (the server's certificate first) of the webhook server; \
+            with http.tls_key_file it makes the listener speak HTTPS only (TLS 1.2 or newer), so the token never \
+            crosses the internet in clear. "systemctl reload callrelay" (SIGHUP) reads the pair again after a renewal.
+            """,
+        combinationRule: "Set together with http.tls_key_file.")
+
+    package static let httpTLSKeyFile = ConfigurationKey(
+        "http.tls_key_file", .string, default: .string(""), rule: .readableFile,
+        description:
+            "Absolute path of the unencrypted PEM private key of http.tls_cert_file, readable by the callrelay user.",
+        combinationRule: "Set together with http.tls_cert_file.")
+
+    package static let httpTLSClientCAFile = ConfigurationKey(
+        "http.tls_client_ca_file", .string, default: .string(""), rule: .readableFile,
+        description: """
+            Absolute path of a PEM file of certificate authorities: when set, every client must present a \
+            certificate signed by one of them (mutual TLS). Empty means no client certificate is asked for.
+            """,
+        combinationRule: "Needs http.tls_cert_file and http.tls_key_file.")
+
+    package static let httpAllow = ConfigurationKey(
+        "http.allow", .stringList, default: .strings([]), rule: .cidrList,
+        description: """
+            Client addresses allowed to use the listener, as IPv4 or IPv6 addresses or networks \
+            (["203.0.113.0/24", "2001:db8::/32"]); anyone else is answered 403, or, with TLS, disconnected before \
+            the handshake. Empty means everyone.
+            """)
+
+    package static let httpTrustedProxies = ConfigurationKey(
+        "http.trusted_proxies", .stringList, default: .strings([]), rule: .cidrList,
+        description: """
+            Addresses or networks of reverse proxies in front of callrelay: for a connection from one of them, \
+            the client is the last address in X-Forwarded-For that is not itself a trusted proxy, and that address \
+            is what http.allow, the rate limit and the log see. Empty means X-Forwarded-For is ignored.
+            """)
+
+    package static let httpHeaderTimeoutSeconds = ConfigurationKey(
+        "http.header_timeout_seconds", .integer, default: .integer(10), rule: .integerRange(1...3600),
+        description: """
+            Seconds a client has to send a whole request head (request line and headers), counted from the \
+            connection or from the first byte of the next request; after it the client is answered 408 and disconnected.
+            """)
+
+    package static let httpBodyTimeoutSeconds = ConfigurationKey(
+        "http.body_timeout_seconds", .integer, default: .integer(30), rule: .integerRange(1...3600),
+        description: """
+            Seconds a client has to send a request body once its head has arrived; after it the client is \
+            answered 408 and disconnected, and nothing of that request is stored.
+            """)
+
+    package static let httpIdleTimeoutSeconds = ConfigurationKey(
+        "http.idle_timeout_seconds", .integer, default: .integer(60), rule: .integerRange(1...86400),
+        description: "Seconds a keep-alive connection may stay open between two requests before callrelay closes it.")
+
+    package static let httpMaxConnections = ConfigurationKey(
+        "http.max_connections", .integer, default: .integer(1024), rule: .integerRange(1...1_000_000),
+        description: """
+            Most client connections open at once (the admin listener's are not counted); a connection beyond \
+            it is closed at once. Keep it below the file limit of the service (LimitNOFILE).
+            """)
+
+    package static let httpRateLimitPerSecond = ConfigurationKey(
+        "http.rate_limit_per_second", .integer, default: .integer(0), rule: .integerRange(0...1_000_000),
+        description: """
+            Requests per second allowed to each client address (a token bucket); a request over it is answered \
+            429 with Retry-After and nothing is stored. 0 turns the limit off. PIOPIY sends one webhook per call event.
+            """)
+
+    package static let httpRateLimitBurst = ConfigurationKey(
+        "http.rate_limit_burst", .integer, default: .integer(0), rule: .integerRange(0...1_000_000),
+        description: """
+            Requests a client may send at once above the steady rate (the bucket's size); 0 means the same as \
+            http.rate_limit_per_second.
+            """,
+        combinationRule: "Needs http.rate_limit_per_second.")
+
+    package static let httpAdminListen = ConfigurationKey(
+        "http.admin_listen", .string, default: .string(""), rule: .optionalListenAddress,
+        description: """
+            HOST:PORT of a second, plain-HTTP listener serving /metrics, /healthz and /readyz apart from the \
+            webhooks (for example "127.0.0.1:9180"); the webhook listener then answers them 404. Empty means they \
+            stay on the webhook listener. It has no token, allow-list or rate limit: keep it on a local address.
             """)
 
     // MARK: [mqtt]

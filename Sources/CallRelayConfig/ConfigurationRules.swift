@@ -1,6 +1,7 @@
 // The checks behind `ConfigurationRule`: one value at a time, no knowledge of the file.
 // Messages here follow the key name: "mqtt.qos: <message>".
 
+import CallRelayCore
 import Glibc
 
 /// What a rule found wrong with a value.
@@ -50,6 +51,11 @@ extension ConfigurationRule {
                     ? [.warning("port 0 picks a random free port, which PIOPIY cannot know; use it only for tests")]
                     : []
             }
+        case (.optionalListenAddress, .string(let text)):
+            if text.isEmpty { return [] }
+            return ConfigurationRule.listenAddress.check(value)
+        case (.cidrList, .strings(let items)):
+            return NetworkRules.checkCIDRs(items)
         case (.mqttClientID, .string(let text)):
             return MQTTRules.checkClientID(text)
         case (.mqttTopicPrefix, .string(let text)):
@@ -81,6 +87,8 @@ extension ConfigurationRule {
             return Self.list(choices.map { markdown ? "`\(TOMLText.quoted($0))`" : TOMLText.quoted($0) })
         case .webhookToken: return "empty, or text without spaces; 16 characters or more recommended"
         case .listenAddress: return "`HOST:PORT` or `[IPv6]:PORT`, port 0 to 65535"
+        case .optionalListenAddress: return "empty, or `HOST:PORT` or `[IPv6]:PORT`"
+        case .cidrList: return "IPv4 or IPv6 addresses or networks, `ADDRESS/BITS`"
         case .mqttClientID: return "1 to 64 of `A-Z a-z 0-9 _ . -`"
         case .mqttTopicPrefix:
             return "topic levels separated by `/`; no `+`, `#`, empty levels, leading or trailing `/`"
@@ -154,6 +162,28 @@ struct ListenAddress: Sendable, Equatable {
                 "the port must be a number from 0 to 65535, found \(TOMLText.quotedForMessage(String(portText)))")
         }
         return .success(ListenAddress(host: String(host), port: port))
+    }
+}
+
+// MARK: - http.allow, http.trusted_proxies
+
+enum NetworkRules {
+    static func checkCIDRs(_ items: [String]) -> [RuleFinding] {
+        var findings: [RuleFinding] = []
+        for item in items {
+            let shown = TOMLText.quotedForMessage(item)
+            guard let cidr = CIDR(item) else {
+                findings.append(
+                    .error(
+                        "\(shown) is not an IP address or network; write ADDRESS or ADDRESS/BITS, for example \"203.0.113.0/24\" or \"2001:db8::/32\""
+                    ))
+                continue
+            }
+            if item.contains("/"), CIDR(String(item.split(separator: "/")[0])).map({ $0.network != cidr.network }) ?? false {
+                findings.append(.warning("\(shown) has host bits set; it means \(TOMLText.quoted(cidr.description))"))
+            }
+        }
+        return findings
     }
 }
 

@@ -49,7 +49,8 @@ struct ConfigurationValidator {
         }.map(\.element)
         let hasErrors = ordered.contains { $0.severity == .error }
         return ConfigurationLoadResult(
-            configuration: hasErrors ? nil : RelayConfiguration(values: values), issues: ordered)
+            configuration: hasErrors ? nil : RelayConfiguration(values: values), issues: ordered,
+            lines: fromEnvironment.reduce(into: lines) { $0[$1] = nil })
     }
 
     // MARK: Reporting
@@ -136,6 +137,9 @@ struct ConfigurationValidator {
         case (.string(let text), .string): .string(text)
         case (.integer(let number), .integer): .integer(number)
         case (.boolean(let flag), .boolean): .boolean(flag)
+        case (.array(let items), .stringList):
+            items.allSatisfy { if case .string = $0 { true } else { false } }
+                ? .strings(items.compactMap { if case .string(let text) = $0 { text } else { nil } }) : nil
         default: nil
         }
     }
@@ -196,6 +200,8 @@ struct ConfigurationValidator {
                     continue
                 }
                 value = .integer(number)
+            case .stringList:
+                value = .strings(text.split(separator: ",").map { String($0.filter { $0 != " " }) })
             case .boolean:
                 guard let flag = Bool(text) else {
                     rejected.insert(key.name)
@@ -244,6 +250,8 @@ struct ConfigurationValidator {
             }
         }
 
+        checkHTTPCombinations()
+
         let minimum = ConfigurationKey.mqttReconnectMinMilliseconds
         let maximum = ConfigurationKey.mqttReconnectMaxMilliseconds
         if isUsable(minimum), isUsable(maximum), values.integer(maximum) < values.integer(minimum) {
@@ -257,6 +265,36 @@ struct ConfigurationValidator {
                     "must not exceed mqtt.reconnect_max_ms (\(values.integer(maximum))), found \(values.integer(minimum))"
                 )
             }
+        }
+    }
+
+    private mutating func checkHTTPCombinations() {
+        let cert = ConfigurationKey.httpTLSCertFile
+        let key = ConfigurationKey.httpTLSKeyFile
+        let clientCA = ConfigurationKey.httpTLSClientCAFile
+        if isUsable(cert), isUsable(key) {
+            let hasCert = !values.string(cert).isEmpty
+            let hasKey = !values.string(key).isEmpty
+            if hasCert && !hasKey {
+                report(.error, cert, "is set but http.tls_key_file is not; set both or neither")
+            } else if hasKey && !hasCert {
+                report(.error, key, "is set but http.tls_cert_file is not; set both or neither")
+            } else if !hasCert, isUsable(clientCA), !values.string(clientCA).isEmpty {
+                report(.error, clientCA, "needs HTTPS; set http.tls_cert_file and http.tls_key_file too")
+            }
+        }
+        let rate = ConfigurationKey.httpRateLimitPerSecond
+        let burst = ConfigurationKey.httpRateLimitBurst
+        if isUsable(rate), isUsable(burst), values.integer(rate) == 0, values.integer(burst) > 0 {
+            report(.warning, burst, "has no effect while http.rate_limit_per_second is 0 (the limit is off)")
+        }
+        let listen = ConfigurationKey.httpListen
+        let admin = ConfigurationKey.httpAdminListen
+        if isUsable(listen), isUsable(admin), !values.string(admin).isEmpty,
+            case .success(let a) = ListenAddress.parse(values.string(admin)),
+            case .success(let l) = ListenAddress.parse(values.string(listen)), a.port == l.port, a.port != 0
+        {
+            report(.error, admin, "uses port \(a.port), the webhook listener's port (http.listen); pick another port")
         }
     }
 }

@@ -1,3 +1,5 @@
+import CallRelayCore
+
 // The validated configuration other modules receive. Built only from values that passed
 // `ConfigurationValidator`, so every field is already in range.
 
@@ -13,6 +15,25 @@ package struct RelayConfiguration: Sendable, Equatable {
         /// Empty means webhooks need no token.
         package var token: String
         package var maxBodyBytes: Int
+        /// Both set (HTTPS) or both nil.
+        package var tlsCertFile: String?
+        package var tlsKeyFile: String?
+        /// Set only with the pair: clients must present a certificate signed by it.
+        package var tlsClientCAFile: String?
+        /// Empty: everyone.
+        package var allow: [CIDR] = []
+        package var trustedProxies: [CIDR] = []
+        package var headerTimeoutSeconds = 10
+        package var bodyTimeoutSeconds = 30
+        package var idleTimeoutSeconds = 60
+        package var maxConnections = 1024
+        /// 0: no limit.
+        package var rateLimitPerSecond = 0
+        /// Already resolved: the rate when the file says 0.
+        package var rateLimitBurst = 0
+        /// From `http.admin_listen`; nil keeps /metrics, /healthz and /readyz on the webhook listener.
+        package var adminHost: String?
+        package var adminPort: Int?
 
         package init(listenHost: String, listenPort: Int, token: String, maxBodyBytes: Int) {
             self.listenHost = listenHost
@@ -138,6 +159,11 @@ struct ConfigurationValues: Sendable {
         return Int(number)
     }
 
+    func strings(_ key: ConfigurationKey) -> [String] {
+        guard case .strings(let items) = self[key] else { preconditionFailure("\(key.name) is not a list of strings") }
+        return items
+    }
+
     func boolean(_ key: ConfigurationKey) -> Bool {
         guard case .boolean(let flag) = self[key] else { preconditionFailure("\(key.name) is not a boolean") }
         return flag
@@ -162,10 +188,27 @@ extension RelayConfiguration {
         guard case .integer(let maxBytes) = values[.storageMaxBytes] else {
             preconditionFailure("storage.max_bytes is not an integer")
         }
+        var http = HTTP(
+            listenHost: listen.host, listenPort: listen.port, token: values.string(.httpToken),
+            maxBodyBytes: values.integer(.httpMaxBodyBytes))
+        http.tlsCertFile = values.optionalString(.httpTLSCertFile)
+        http.tlsKeyFile = values.optionalString(.httpTLSKeyFile)
+        http.tlsClientCAFile = values.optionalString(.httpTLSClientCAFile)
+        http.allow = values.strings(.httpAllow).compactMap(CIDR.init)
+        http.trustedProxies = values.strings(.httpTrustedProxies).compactMap(CIDR.init)
+        http.headerTimeoutSeconds = values.integer(.httpHeaderTimeoutSeconds)
+        http.bodyTimeoutSeconds = values.integer(.httpBodyTimeoutSeconds)
+        http.idleTimeoutSeconds = values.integer(.httpIdleTimeoutSeconds)
+        http.maxConnections = values.integer(.httpMaxConnections)
+        http.rateLimitPerSecond = values.integer(.httpRateLimitPerSecond)
+        let burst = values.integer(.httpRateLimitBurst)
+        http.rateLimitBurst = burst > 0 ? burst : http.rateLimitPerSecond
+        if case .success(let admin) = ListenAddress.parse(values.string(.httpAdminListen)) {
+            http.adminHost = admin.host
+            http.adminPort = admin.port
+        }
         self.init(
-            http: HTTP(
-                listenHost: listen.host, listenPort: listen.port, token: values.string(.httpToken),
-                maxBodyBytes: values.integer(.httpMaxBodyBytes)),
+            http: http,
             mqtt: MQTT(
                 host: values.string(.mqttHost), port: values.integer(.mqttPort), clientID: values.string(.mqttClientID),
                 username: values.string(.mqttUsername), password: values.string(.mqttPassword),

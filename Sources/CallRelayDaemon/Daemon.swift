@@ -5,6 +5,7 @@ import CallRelayMQTT
 import CallRelayOutbox
 import Dispatch
 import Logging
+import NIOPosix
 import Synchronization
 
 /// The running agent: outbox, MQTT client, delivery pump and HTTP intake, wired together.
@@ -18,19 +19,27 @@ package final class Daemon: Sendable {
     package let client: MosquittoClient
     package let pump: DeliveryPump
     package let ingest: IngestServer
+    /// The `http.admin_listen` listener (/metrics, /healthz, /readyz), when configured.
+    package let admin: IngestServer?
     package let ingestMetrics: IngestMetrics
     private let presence: Presence
     private let logger: Logger
 
     /// The port the HTTP server bound (differs from the configuration when it says 0).
     package var httpPort: Int { ingest.localPort }
+    /// The port the admin listener bound, when there is one.
+    package var adminPort: Int? { admin?.localPort }
 
     package static func start(configuration: RelayConfiguration, logger: Logger) async throws -> Daemon {
         let c = configuration
-        let outbox = try SQLiteOutbox(
-            path: c.storage.path, synchronous: c.storage.synchronous == .normal ? .normal : .full, maxBytes: c.storage.maxBytes,
-            retentionHours: c.storage.retentionHours, logger: logger.with(label: "outbox"))
-        let stats = try? outbox.stats()
+        // Opening (migration, recovery) and counting block: they run on NIO's blocking pool,
+        // never on the Swift concurrency pool.
+        let outbox = try await blocking {
+            try SQLiteOutbox(
+                path: c.storage.path, synchronous: c.storage.synchronous == .normal ? .normal : .full, maxBytes: c.storage.maxBytes,
+                retentionHours: c.storage.retentionHours, logger: logger.with(label: "outbox"))
+        }
+        let stats = try? await blocking { try outbox.stats() }
         logger.info(
             "outbox open",
             metadata: ["path": "\(c.storage.path)", "pending": "\(stats?.pending ?? 0)", "synchronous": "\(c.storage.synchronous)"])
@@ -74,26 +83,41 @@ package final class Daemon: Sendable {
         let metrics = IngestMetrics()
         let metricsText = MetricsText(ingest: metrics, pump: pump, client: client, outbox: outbox)
         let ingest: IngestServer
+        var admin: IngestServer?
+        let store = OutboxWebhookStore(outbox: outbox, topicPrefix: c.mqtt.topicPrefix)
         do {
             ingest = try await IngestServer.start(
-                configuration: IngestConfiguration(
-                    host: c.http.listenHost, port: c.http.listenPort, token: c.http.token, maxBodyBytes: c.http.maxBodyBytes),
-                store: OutboxWebhookStore(outbox: outbox, topicPrefix: c.mqtt.topicPrefix), metrics: metrics,
-                metricsText: { metricsText.render() }, logger: logger.with(label: "http"))
+                configuration: IngestConfiguration(http: c.http, routes: c.http.adminPort == nil ? .all : .webhooks),
+                store: store, metrics: metrics, metricsText: { metricsText.render() }, logger: logger.with(label: "http"))
+            if let host = c.http.adminHost, let port = c.http.adminPort {
+                var adminConfiguration = IngestConfiguration(http: c.http, routes: .admin)
+                (adminConfiguration.host, adminConfiguration.port) = (host, port)
+                do {
+                    admin = try await IngestServer.start(
+                        configuration: adminConfiguration, store: store, metrics: metrics, metricsText: { metricsText.render() },
+                        logger: logger.with(label: "admin"))
+                } catch {
+                    await ingest.shutdown(timeoutMilliseconds: 0)
+                    throw error
+                }
+            }
         } catch {
-            client.stop()
-            outbox.close()
+            await blocking {
+                client.stop()
+                outbox.close()
+            }
             throw error
         }
         return Daemon(
-            configuration: c, outbox: outbox, client: client, pump: pump, ingest: ingest, ingestMetrics: metrics, presence: presence,
-            logger: logger)
+            configuration: c, outbox: outbox, client: client, pump: pump, ingest: ingest, admin: admin, ingestMetrics: metrics,
+            presence: presence, logger: logger)
     }
 
     private init(
         configuration: RelayConfiguration, outbox: SQLiteOutbox, client: MosquittoClient, pump: DeliveryPump, ingest: IngestServer,
-        ingestMetrics: IngestMetrics, presence: Presence, logger: Logger
+        admin: IngestServer?, ingestMetrics: IngestMetrics, presence: Presence, logger: Logger
     ) {
+        self.admin = admin
         self.configuration = configuration
         self.outbox = outbox
         self.client = client
@@ -110,22 +134,62 @@ package final class Daemon: Sendable {
         logger.info("shutting down")
         await ingest.shutdown()
         let pump = self.pump
-        let left = await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
-            DispatchQueue.global().async { done.resume(returning: pump.drain(timeoutMilliseconds: drainTimeoutMilliseconds)) }
-        }
+        let left = await blocking { pump.drain(timeoutMilliseconds: drainTimeoutMilliseconds) }
         if left > 0 {
             logger.warning("stopping with unacknowledged publishes; they stay in the outbox and are sent at next start", metadata: ["count": "\(left)"])
         }
-        outbox.close()
-        let presence = self.presence
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                presence.announceOfflineAndWait(timeoutMilliseconds: 2000)
-                done.resume()
-            }
+        let (outbox, presence, client) = (self.outbox, self.presence, self.client)
+        await blocking {
+            outbox.close()
+            presence.announceOfflineAndWait(timeoutMilliseconds: 2000)
+            client.stop()
         }
-        client.stop()
+        await admin?.shutdown(timeoutMilliseconds: 1000)
         logger.info("stopped", metadata: ["published": "\(pump.publishedCount.load(ordering: .relaxed))", "acknowledged": "\(pump.acknowledgedCount.load(ordering: .relaxed))"])
+    }
+
+    /// SIGHUP: reads the HTTPS certificate and key again. False when the new pair is bad (the old stays).
+    @discardableResult
+    package func reload() -> Bool {
+        logger.info("reload requested (SIGHUP)")
+        guard ingest.tls != nil else {
+            logger.info("nothing to reload: the webhook listener has no TLS certificate")
+            return true
+        }
+        return ingest.reloadTLS(metrics: ingestMetrics)
+    }
+}
+
+/// Runs blocking work (SQLite, fsync, joins, libmosquitto's stop) on NIO's blocking thread pool,
+/// so it never holds a thread of the Swift concurrency pool.
+func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive(work)
+}
+
+func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (done: CheckedContinuation<T, Never>) in
+        NIOThreadPool.singleton.submit { _ in done.resume(returning: work()) }
+    }
+}
+
+extension IngestConfiguration {
+    /// The listener settings of `[http]`.
+    init(http: RelayConfiguration.HTTP, routes: Routes) {
+        self.init(host: http.listenHost, port: http.listenPort, token: http.token, maxBodyBytes: http.maxBodyBytes)
+        self.routes = routes
+        self.headerTimeout = .seconds(http.headerTimeoutSeconds)
+        self.bodyTimeout = .seconds(http.bodyTimeoutSeconds)
+        self.idleTimeout = .seconds(http.idleTimeoutSeconds)
+        guard routes != .admin else { return }
+        if let cert = http.tlsCertFile, let key = http.tlsKeyFile {
+            tls = TLSFiles(certificateChain: cert, privateKey: key, clientCA: http.tlsClientCAFile)
+        }
+        allow = http.allow
+        trustedProxies = http.trustedProxies
+        maxConnections = http.maxConnections
+        if http.rateLimitPerSecond > 0 {
+            rateLimit = RateLimit(perSecond: http.rateLimitPerSecond, burst: http.rateLimitBurst)
+        }
     }
 }
 

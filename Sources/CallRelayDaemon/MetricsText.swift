@@ -33,6 +33,22 @@ struct MetricsText: Sendable {
             }
         }
 
+        out.family(
+            "callrelay_http_refused_total", .counter,
+            "Requests and connections refused before a webhook handler, by reason (forbidden 403, rate_limited 429, malformed 400, unsupported 405/417/501, header_timeout and body_timeout 408, idle_timeout, over_connection_limit, tls_handshake).")
+        for refusal in IngestMetrics.Refusal.allCases {
+            out.sample("callrelay_http_refused_total", labels: [("reason", refusal.rawValue)], ingest.count(refusal))
+        }
+        out.family("callrelay_http_open_connections", .gauge, "Client connections open on the webhook listener (at most http.max_connections).")
+        out.sample("callrelay_http_open_connections", ingest.openConnections.load(ordering: .relaxed))
+        out.family(
+            "callrelay_http_accept_errors_total", .counter,
+            "Failed accepts (out of file descriptors or memory); each pauses accepting for a second instead of spinning.")
+        out.sample("callrelay_http_accept_errors_total", ingest.acceptErrors.load(ordering: .relaxed))
+        out.family("callrelay_http_tls_reloads_total", .counter, "Certificate reloads on SIGHUP, by result (ok, failed: the old pair stays in use).")
+        out.sample("callrelay_http_tls_reloads_total", labels: [("result", "ok")], ingest.tlsReloads.load(ordering: .relaxed))
+        out.sample("callrelay_http_tls_reloads_total", labels: [("result", "failed")], ingest.tlsReloadFailures.load(ordering: .relaxed))
+
         // Outbox.
         let m = outbox.metrics
         out.family("callrelay_outbox_stored_total", .counter, "Events committed to the outbox (each answered 200 with duplicate false).")

@@ -1,4 +1,5 @@
 import CallRelayConfig
+import CallRelayCore
 import Foundation
 import Testing
 
@@ -9,8 +10,21 @@ struct ConfigurationValidTests {
         let text = try Fixture.text("valid-full.toml")
         let result = ConfigurationLoader.parse(text: text, path: "valid-full.toml", environment: [:])
         let tls = Fixture.directory.appendingPathComponent("tls").path
+        var http = RelayConfiguration.HTTP(listenHost: "::1", listenPort: 9090, token: "0123456789abcdef0123", maxBodyBytes: 131_072)
+        http.tlsCertFile = "\(tls)/client.pem"
+        http.tlsKeyFile = "\(tls)/client.key"
+        http.tlsClientCAFile = "\(tls)/ca.pem"
+        http.allow = [CIDR("203.0.113.0/24")!, CIDR("2001:db8::/32")!]
+        http.trustedProxies = [CIDR("10.0.0.1")!]
+        http.headerTimeoutSeconds = 5
+        http.bodyTimeoutSeconds = 20
+        http.idleTimeoutSeconds = 120
+        http.maxConnections = 256
+        http.rateLimitPerSecond = 50
+        http.rateLimitBurst = 100
+        (http.adminHost, http.adminPort) = ("127.0.0.1", 9180)
         let expected = RelayConfiguration(
-            http: .init(listenHost: "::1", listenPort: 9090, token: "0123456789abcdef0123", maxBodyBytes: 131_072),
+            http: http,
             mqtt: .init(
                 host: "broker.example.net", port: 8883, clientID: "gateway-7.site_a", username: "relay",
                 password: "s3cret",
@@ -24,7 +38,7 @@ struct ConfigurationValidTests {
         #expect(result.configuration == expected)
         #expect(
             result.issues.map(\.description) == [
-                "valid-full.toml:21: warning: mqtt.tls_insecure: is true, so the broker's host name is not checked against its certificate; use this only for testing"
+                "valid-full.toml:33: warning: mqtt.tls_insecure: is true, so the broker's host name is not checked against its certificate; use this only for testing"
             ])
     }
 
