@@ -92,7 +92,9 @@ let package = Package(
         .testTarget(name: "CallRelayCommandsTests", dependencies: ["CallRelayCommands"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayTesting", "CallRelayMQTT", "CallRelayCore"],
+            dependencies: [
+                "CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayTesting", "CallRelayMQTT", "CallRelayCore", "CallRelayIngest",
+            ],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
     ]
 )

@@ -100,6 +100,11 @@ package final class ServerTLS: Sendable {
         }
         do {
             return try NIOSSLContext(configuration: configuration)
+        } catch NIOSSLError.failedToLoadPrivateKey {
+            // Both files parsed on their own: BoringSSL refuses a key that is not the certificate's.
+            throw TLSFileProblem(
+                key: .privateKey,
+                message: "\(files.privateKey) does not match the certificate in \(files.certificateChain) (it is the key of another certificate)")
         } catch {
             throw TLSFileProblem(key: .privateKey, message: "the certificate and key cannot be used together: \(error)")
         }

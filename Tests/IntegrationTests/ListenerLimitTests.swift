@@ -1,0 +1,117 @@
+import CallRelayConfig
+import CallRelayCore
+import CallRelayDaemon
+import CallRelayIngest
+import CallRelayOutbox
+import CallRelayTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// CONTRACT §7 on real sockets: the whole agent (real outbox, real broker), short timeouts.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ListenerLimitTests {
+    /// A raw TCP client: what a hostile or broken client does.
+    final class RawClient {
+        let fd: Int32
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard ok == 0 else { throw POSIXError(.ECONNREFUSED) }
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        deinit { close(fd) }
+        func send(_ text: String) { _ = text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+        /// What arrived within `seconds`, and whether the server closed the connection.
+        func read(seconds: Double) -> (text: String, closed: Bool) {
+            var out: [UInt8] = []
+            let end = Date().addingTimeInterval(seconds)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while Date() < end {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n == 0 { return (String(decoding: out, as: UTF8.self), true) }
+                if n > 0 { out += buffer[0..<n] }
+            }
+            return (String(decoding: out, as: UTF8.self), false)
+        }
+    }
+
+    func start(_ configure: (inout RelayConfiguration) -> Void) async throws -> (Daemon, MosquittoBroker) {
+        let broker = try MosquittoBroker()
+        var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+        configure(&configuration)
+        return (try await Daemon.start(configuration: configuration, logger: testLogger()), broker)
+    }
+
+    @Test func slowAndSilentClientsAreAnswered408AndClosedInBoundedTime() async throws {
+        let (daemon, _) = try await start {
+            $0.http.headerTimeoutSeconds = 1
+            $0.http.bodyTimeoutSeconds = 2
+            $0.http.idleTimeoutSeconds = 1
+        }
+        let partialHead = try RawClient(port: daemon.httpPort)
+        partialHead.send("POST /webhooks/piopiy/live HTTP/1.1\r\nHost: x\r\n")
+        let slowBody = try RawClient(port: daemon.httpPort)
+        slowBody.send("POST /webhooks/piopiy/live HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
+        let idle = try RawClient(port: daemon.httpPort)
+        idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        let head = partialHead.read(seconds: 3)
+        #expect(head.closed && head.text.hasPrefix("HTTP/1.1 408 "), "\(head.text)")
+        #expect(head.text.contains(#"{"error":"the request head did not arrive within http.header_timeout_seconds"}"#))
+        let body = slowBody.read(seconds: 3)
+        #expect(body.closed && body.text.hasPrefix("HTTP/1.1 408 ") && body.text.contains("body_timeout"), "\(body.text)")
+        let quiet = idle.read(seconds: 3)
+        #expect(quiet.closed && quiet.text.hasPrefix("HTTP/1.1 200 "), "answered, then closed when idle: \(quiet.text)")
+        #expect(daemon.outbox.metrics.stored.load(ordering: .relaxed) == 0)
+        await daemon.shutdown()
+    }
+
+    @Test func connectionsBeyondMaxConnectionsAreClosedAtOnce() async throws {
+        let (daemon, _) = try await start { $0.http.maxConnections = 3 }
+        let held = try (0..<3).map { _ in try RawClient(port: daemon.httpPort) }
+        try await Task.sleep(for: .milliseconds(200))
+        let extra = try RawClient(port: daemon.httpPort)
+        #expect(extra.read(seconds: 1).closed)
+        #expect(daemon.ingestMetrics.count(.overConnectionLimit) >= 1)
+        held[0].send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(held[0].read(seconds: 0.5).text.hasPrefix("HTTP/1.1 200 "), "the connections within the limit are served")
+        await daemon.shutdown()
+    }
+
+    @Test func adminListenerServesMetricsAndHealthApart() async throws {
+        let adminPort = try freeTCPPort()
+        let (daemon, _) = try await start {
+            $0.http.adminHost = "127.0.0.1"
+            $0.http.adminPort = adminPort
+            $0.http.allow = [CIDR("203.0.113.0/24")!]  // the webhook listener refuses loopback…
+        }
+        #expect(daemon.adminPort == adminPort)
+        let metrics = try HTTPTestClient.request(port: adminPort, method: "GET", path: "/metrics")
+        #expect(metrics.status == 200)  // …the admin listener has no allow-list
+        #expect(String(decoding: metrics.body, as: UTF8.self).contains("callrelay_http_refused_total{reason=\"forbidden\"}"))
+        #expect(try HTTPTestClient.request(port: adminPort, method: "GET", path: "/readyz").status == 200)
+        let refused = try post(daemon.httpPort, "/webhooks/piopiy/live", liveEvent(call: "allow", n: 1))
+        #expect(refused.status == 403)
+        #expect((refused.json?["error"] as? String)?.contains("127.0.0.1") == true)
+        await daemon.shutdown()
+    }
+
+    @Test func shutdownClosesIdleKeepAliveConnectionsAtOnce() async throws {
+        let (daemon, _) = try await start { $0.http.idleTimeoutSeconds = 300 }
+        let idle = try RawClient(port: daemon.httpPort)
+        idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(idle.read(seconds: 0.5).text.hasPrefix("HTTP/1.1 200 "))
+        let started = Date()
+        await daemon.shutdown()
+        #expect(idle.read(seconds: 1).closed)
+        #expect(Date().timeIntervalSince(started) < 4, "no waiting for the idle connection")
+    }
+}
