@@ -14,7 +14,9 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Receives webhooks on http.listen, stores each in the outbox (storage.path) before answering 200, \
             and publishes them to the MQTT broker. On SIGTERM/SIGINT: stops intake, waits for in-flight \
-            acknowledgements, publishes `offline`, exits 0. Exits 78 when the config is invalid.
+            acknowledgements, publishes `offline`, exits 0; a second SIGTERM/SIGINT exits at once (128+signal), \
+            leaving what is unacknowledged in the outbox. SIGHUP (systemctl reload) reads the HTTPS certificate \
+            and key again, keeping the old pair when the new one is bad. Exits 78 when the config is invalid.
             """)
 
     @OptionGroup var options: ConfigOption

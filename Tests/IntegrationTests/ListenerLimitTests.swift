@@ -114,4 +114,28 @@ struct ListenerLimitTests {
         #expect(idle.read(seconds: 1).closed)
         #expect(Date().timeIntervalSince(started) < 4, "no waiting for the idle connection")
     }
+
+    /// A graceful stop waits for a request in progress (up to 5 s); a second SIGTERM ends the wait.
+    /// SIGHUP without TLS changes nothing.
+    @Test func aSecondSIGTERMExitsAtOnce() throws {
+        let directory = temporaryDirectory()
+        let httpPort = try freeTCPPort()
+        let config = try ProcessFaultTests.writeConfig(directory: directory, brokerPort: try freeTCPPort(), httpPort: httpPort, clientID: "twice")
+        let agent = try ProcessFaultTests.start(config: config, httpPort: httpPort, directory: directory)
+        kill(agent.pid, SIGHUP)
+        #expect(try HTTPTestClient.request(port: httpPort, method: "GET", path: "/healthz").status == 200, "SIGHUP does not stop it")
+        let slow = try RawClient(port: httpPort)
+        slow.send("POST /webhooks/piopiy/live HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(agent.pid, SIGTERM)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(waitForExit(agent.pid, seconds: 0.1) == nil, "the first SIGTERM waits for the request in progress")
+        let second = Date()
+        kill(agent.pid, SIGTERM)
+        #expect(waitForExit(agent.pid, seconds: 3) == 128 + SIGTERM)
+        #expect(Date().timeIntervalSince(second) < 2)
+        let log = (try? String(contentsOfFile: agent.stderrPath, encoding: .utf8)) ?? ""
+        #expect(log.contains("second SIGTERM: exiting at once"), "\(log)")
+        #expect(log.contains("nothing to reload"), "\(log)")
+    }
 }
