@@ -187,5 +187,8 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
         buffer.writeBytes(bytes)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        // The write never completes while a TLS handshake is pending (NIOSSL holds it back) or
+        // when the client does not read: close regardless after a short grace.
+        context.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
     }
 }

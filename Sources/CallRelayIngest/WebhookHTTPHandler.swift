@@ -81,6 +81,15 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             timeouts?.headReceived()
             admit(context: context, head: head)
         case .body(var chunk):
+            if case .discarding(.some) = state {
+                // A refused request's body is read and dropped, within the same limit.
+                discarded += chunk.readableBytes
+                if discarded > shared.configuration.maxBodyBytes {
+                    state = .discarding(nil)
+                    respond(context: context, .error(.payloadTooLarge, "body exceeds max_body_bytes (\(shared.configuration.maxBodyBytes) bytes)", close: true), keepAlive: false)
+                }
+                return
+            }
             guard case .reading(let head, let route, var body) = state else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > shared.configuration.maxBodyBytes {
                 if case .webhook(let endpoint) = route { shared.metrics.record(endpoint, .tooLarge) }
@@ -114,6 +123,8 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Keep-alive of the request being refused after its body (set at its head).
     private var pendingKeepAlive = true
+    /// Bytes of a refused request's body dropped so far.
+    private var discarded = 0
 
     // MARK: Admission
 
@@ -121,6 +132,7 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let configuration = shared.configuration
         let (path, queryToken) = splitTarget(head.uri)
         pendingKeepAlive = head.isKeepAlive
+        discarded = 0
         client = ClientAddress.resolve(
             peer: peer, forwardedFor: configuration.trustedProxies.isEmpty ? [] : head.headers["x-forwarded-for"],
             trusted: configuration.trustedProxies)

@@ -141,6 +141,15 @@ import Testing
         #expect(chunked.store.count == 0)
     }
 
+    @Test func aRefusedRequestsBodyIsDroppedWithinTheSameLimit() throws {
+        let c = try Connection()
+        let chunk = String(repeating: "a", count: 800)
+        c.send("POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n320\r\n\(chunk)\r\n320\r\n\(chunk)\r\n")
+        let r = try only(c.received())
+        #expect(r.status == 413)
+        #expect(!c.isOpen)
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         let c = try Connection()
         c.send(post(body: #"{"n":1}"#) + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" + post(body: #"{"n":2}"#))

@@ -79,6 +79,26 @@ struct HTTPSListenerTests {
         #expect(agent.stderr.contains("scheme=https"), "\(agent.stderr)")
     }
 
+    /// NIOSSL holds back the 408 of a client that never finishes its handshake: the connection is
+    /// closed anyway, one second after the header timeout.
+    @Test func aSilentOrHalfHandshakeTLSClientIsClosedAfterTheHeaderTimeout() throws {
+        let pki = try TestPKI.shared()
+        let dir = temporaryDirectory()
+        let port = try freeTCPPort()
+        let config = try Self.config(
+            directory: dir, httpPort: port,
+            extra: "tls_cert_file = \"\(pki.path("server.crt"))\"\ntls_key_file = \"\(pki.path("server.key"))\"\nheader_timeout_seconds = 1")
+        let agent = try Self.start(config, port: port, ca: pki.path("ca.crt"))
+        defer { agent.stop() }
+        let silent = try ListenerLimitTests.RawClient(port: port)
+        let halfHello = try ListenerLimitTests.RawClient(port: port)
+        halfHello.send("\u{16}\u{03}\u{01}\u{00}\u{05}\u{01}")
+        let started = Date()
+        #expect(silent.read(seconds: 5).closed)
+        #expect(halfHello.read(seconds: 1).closed)
+        #expect(Date().timeIntervalSince(started) < 4)
+    }
+
     @Test func clientCertificatesAreRequiredWhenAClientCAIsSet() throws {
         let pki = try TestPKI.shared()
         let dir = temporaryDirectory()
