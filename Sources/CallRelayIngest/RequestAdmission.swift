@@ -40,6 +40,12 @@ enum RequestAdmission {
             return .reject(.error(.notImplemented, "protocol upgrades are not supported", close: true), refusal: .unsupported, immediately: true)
         }
         let codings = head.headers[canonicalForm: "transfer-encoding"].map { $0.lowercased() }
+        if !codings.isEmpty, !(head.version >= .http1_1) {
+            // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+            return .reject(
+                .error(.badRequest, "malformed HTTP request: Transfer-Encoding in an HTTP/1.0 request", close: true), refusal: .malformed,
+                immediately: true)
+        }
         if !codings.isEmpty, codings != ["chunked"] {
             let shown = codings.joined(separator: ", ")
             return .reject(

@@ -61,6 +61,14 @@ import Testing
         }
     }
 
+    @Test func transferEncodingInHTTP10IsFaultyFraming() {
+        guard case .reject(let answer, _, true) = decide(head(.POST, [("Transfer-Encoding", "chunked")], version: .http1_0)) else {
+            Issue.record("not rejected")
+            return
+        }
+        #expect(answer.status == .badRequest && answer.close)
+    }
+
     @Test func upgradesAreRefused() {
         guard case .reject(let answer, _, true) = decide(head(.POST, [("Connection", "Upgrade"), ("Upgrade", "h2c")])) else {
             Issue.record("not rejected")
