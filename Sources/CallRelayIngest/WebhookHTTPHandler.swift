@@ -147,6 +147,8 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 state = .discarding(nil)
                 var closing = answer
                 closing.close = true
+                // NIO's encoder drops the body of any answer to CONNECT: write it as bytes.
+                if head.method == .CONNECT { closing.raw = true }
                 respond(context: context, closing, keepAlive: false)
             } else {
                 state = .discarding(answer)

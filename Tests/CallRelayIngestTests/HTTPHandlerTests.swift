@@ -98,6 +98,18 @@ import Testing
         #expect(!c.isOpen)
     }
 
+    /// Found by FuzzHTTP (Fuzz/regressions/http/f1-connect-expect-unframed-417-min.http): the 417
+    /// of a CONNECT with an expectation went through NIO's encoder, which dropped its body.
+    @Test func everyAnswerToCONNECTIsFramed() throws {
+        for extra in ["Expect: 100-continue\r\n", "Expect: nonsense\r\n", "Content-Length: 99999999\r\n", ""] {
+            let c = try Connection()
+            c.send("CONNECT relay.example:443 HTTP/1.1\r\nHost: relay.example:443\r\n\(extra)\r\n")
+            let r = try only(c.received())
+            #expect(r.errorReason != nil, "\(extra): \(r)")
+            #expect(!c.isOpen)
+        }
+    }
+
     @Test func unsupportedTransferCodingGets501AndNothingIsStored() throws {
         let c = try Connection()
         c.send("POST /webhooks/piopiy/live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n7\r\n{\"a\":1}\r\n0\r\n\r\n")
