@@ -226,16 +226,8 @@ struct ConfigurationValidator {
         let caFile = ConfigurationKey.mqttCAFile
         let certFile = ConfigurationKey.mqttCertFile
         let keyFile = ConfigurationKey.mqttKeyFile
-        if isUsable(certFile), isUsable(keyFile) {
-            let hasCert = !values.string(certFile).isEmpty
-            let hasKey = !values.string(keyFile).isEmpty
-            if hasCert && !hasKey {
-                report(.error, certFile, "is set but mqtt.key_file is not; set both or neither")
-            } else if hasKey && !hasCert {
-                report(.error, keyFile, "is set but mqtt.cert_file is not; set both or neither")
-            } else if hasCert && isUsable(caFile) && values.string(caFile).isEmpty {
-                report(.error, certFile, "needs TLS, which mqtt.ca_file turns on; set mqtt.ca_file too")
-            }
+        if let hasPair = checkPair(certFile, keyFile), hasPair, isUsable(caFile), values.string(caFile).isEmpty {
+            report(.error, certFile, "needs TLS, which mqtt.ca_file turns on; set mqtt.ca_file too")
         }
 
         let insecure = ConfigurationKey.mqttTLSInsecure
@@ -268,20 +260,29 @@ struct ConfigurationValidator {
         }
     }
 
+    /// A certificate and its key: both set or neither. Returns whether both are set, nil when
+    /// only one is (reported) or either was rejected.
+    private mutating func checkPair(_ cert: ConfigurationKey, _ key: ConfigurationKey) -> Bool? {
+        guard isUsable(cert), isUsable(key) else { return nil }
+        let hasCert = !values.string(cert).isEmpty
+        let hasKey = !values.string(key).isEmpty
+        if hasCert && !hasKey {
+            report(.error, cert, "is set but \(key.name) is not; set both or neither")
+            return nil
+        }
+        if hasKey && !hasCert {
+            report(.error, key, "is set but \(cert.name) is not; set both or neither")
+            return nil
+        }
+        return hasCert
+    }
+
     private mutating func checkHTTPCombinations() {
         let cert = ConfigurationKey.httpTLSCertFile
         let key = ConfigurationKey.httpTLSKeyFile
         let clientCA = ConfigurationKey.httpTLSClientCAFile
-        if isUsable(cert), isUsable(key) {
-            let hasCert = !values.string(cert).isEmpty
-            let hasKey = !values.string(key).isEmpty
-            if hasCert && !hasKey {
-                report(.error, cert, "is set but http.tls_key_file is not; set both or neither")
-            } else if hasKey && !hasCert {
-                report(.error, key, "is set but http.tls_cert_file is not; set both or neither")
-            } else if !hasCert, isUsable(clientCA), !values.string(clientCA).isEmpty {
-                report(.error, clientCA, "needs HTTPS; set http.tls_cert_file and http.tls_key_file too")
-            }
+        if let hasPair = checkPair(cert, key), !hasPair, isUsable(clientCA), !values.string(clientCA).isEmpty {
+            report(.error, clientCA, "needs HTTPS; set http.tls_cert_file and http.tls_key_file too")
         }
         let rate = ConfigurationKey.httpRateLimitPerSecond
         let burst = ConfigurationKey.httpRateLimitBurst

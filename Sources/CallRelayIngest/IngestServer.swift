@@ -27,8 +27,8 @@ final class ChildChannels: Sendable {
 ///
 /// Per connection, before any byte is read: `http.max_connections` (over it: closed at once) and,
 /// with TLS, `http.allow` on the peer address (refused before the handshake). Accept errors
-/// (EMFILE, ENFILE, ENOBUFS, ENOMEM) pause accepting for a second (NIO's `AcceptBackoffHandler`)
-/// instead of spinning on a listening socket that stays readable. Shutdown quiesces
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM) pause accepting for a second (`AcceptPauseHandler`) instead
+/// of spinning on a listening socket that stays readable. Shutdown quiesces
 /// (`ServerQuiescingHelper`): idle keep-alive connections close at once, a connection with a
 /// request in progress closes after its answer.
 package final class IngestServer: Sendable {
@@ -62,10 +62,9 @@ package final class IngestServer: Sendable {
                 server.eventLoop.makeCompletedFuture {
                     try server.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: server))
                     try server.pipeline.syncOperations.addHandler(
-                        AcceptBackoffHandler(backoffProvider: { error in
+                        AcceptPauseHandler(onPause: { error in
                             metrics.acceptErrors.add(1, ordering: .relaxed)
                             acceptLog.note(error)
-                            return .seconds(1)
                         }))
                 }
             }
