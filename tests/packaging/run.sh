@@ -249,7 +249,10 @@ $out"
 echo "$out" | sed 's/^/    /'
 grep -q '^PASS: ' <<<"$out" || fail "send-test printed no PASS"
 grep -q "$token" <<<"$out$(cat "$work/agent.log")" && fail "the token appears in the output or the log"
-curl -fs "http://127.0.0.1:$http_port/metrics" | grep -qx "callrelay_mqtt_connected 1" || fail "/metrics does not say connected"
+# Read the whole body first: with pipefail, `curl | grep -q` fails when grep exits before curl
+# has written everything (SIGPIPE), which a longer /metrics made happen.
+metrics=$(curl -fs "http://127.0.0.1:$http_port/metrics") || fail "/metrics did not answer"
+grep -qx "callrelay_mqtt_connected 1" <<<"$metrics" || fail "/metrics does not say connected"
 grep -q "outbox migrated from schema 1 to 2" "$work/agent.log" || fail "no migration line in the agent's log"
 for _ in $(seq 100); do
   out=$(callrelay status 2>&1 || true)
