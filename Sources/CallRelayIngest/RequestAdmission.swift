@@ -39,7 +39,9 @@ enum RequestAdmission {
             // The parser stops at an upgrade request: answer it and close rather than guess.
             return .reject(.error(.notImplemented, "protocol upgrades are not supported", close: true), refusal: .unsupported, immediately: true)
         }
-        let codings = head.headers[canonicalForm: "transfer-encoding"].map { $0.lowercased() }
+        // `contains` first: the common request has none of these headers, and the lookups by
+        // canonical form allocate.
+        let codings = head.headers.contains(name: "transfer-encoding") ? head.headers[canonicalForm: "transfer-encoding"].map { $0.lowercased() } : []
         if !codings.isEmpty, !(head.version >= .http1_1) {
             // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
             return .reject(
@@ -65,6 +67,7 @@ enum RequestAdmission {
 
     /// `Expect` of an HTTP/1.1 request (RFC 9110 §10.1.1: ignored in HTTP/1.0).
     static func expectation(_ head: HTTPRequestHead) -> Expectation {
+        guard head.headers.contains(name: "expect") else { return .none }
         let values = head.headers[canonicalForm: "expect"]
         guard !values.isEmpty, head.version >= .http1_1 else { return .none }
         if values.count == 1, values[0].lowercased() == "100-continue" { return .continue }
