@@ -1,4 +1,5 @@
 import CallRelayConfig
+import CallRelayDaemon
 import CallRelayMQTT
 import Glibc
 import Logging
@@ -35,7 +36,8 @@ final class BrokerProbe: Sendable {
     }
 
     init(configuration: RelayConfiguration, clientID: String) throws(MosquittoError) {
-        let options = MQTTConnectionOptions(configuration: configuration.mqtt, clientID: clientID)
+        var options = MQTTConnectionOptions(configuration: configuration.mqtt, clientID: clientID)
+        options.backoff = ReconnectBackoff(minimumMilliseconds: 500, maximumMilliseconds: 2000)  // it never retries for long
         let shared = self.shared
         self.options = options
         client = try MosquittoClient(options: options, logger: silentLogger) { event in
@@ -125,21 +127,6 @@ final class BrokerProbe: Sendable {
             return "the broker closed the connection: a TLS listener reached without mqtt.ca_file, or see the broker's log"
         }
         return "see the broker's log"
-    }
-}
-
-extension MQTTConnectionOptions {
-    /// The options the agent connects with (see `Daemon.start`), under `clientID`, without a last will.
-    init(configuration m: RelayConfiguration.MQTT, clientID: String) {
-        self.init(host: m.host, port: m.port, clientID: clientID)
-        username = m.username.isEmpty ? nil : m.username
-        password = m.password.isEmpty ? nil : m.password
-        keepaliveSeconds = m.keepaliveSeconds
-        caFile = m.caFile
-        certFile = m.certFile
-        keyFile = m.keyFile
-        tlsInsecure = m.tlsInsecure
-        backoff = ReconnectBackoff(minimumMilliseconds: 500, maximumMilliseconds: 2000)
     }
 }
 

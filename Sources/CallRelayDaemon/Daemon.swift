@@ -45,17 +45,7 @@ package final class Daemon: Sendable {
             metadata: ["path": "\(c.storage.path)", "pending": "\(stats?.pending ?? 0)", "synchronous": "\(c.storage.synchronous)"])
 
         let presence = Presence(topic: "\(c.mqtt.topicPrefix)/agents/\(c.mqtt.clientID)/status")
-        var options = MQTTConnectionOptions(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqtt.clientID)
-        options.username = c.mqtt.username.isEmpty ? nil : c.mqtt.username
-        options.password = c.mqtt.password.isEmpty ? nil : c.mqtt.password
-        options.keepaliveSeconds = c.mqtt.keepaliveSeconds
-        options.caFile = c.mqtt.caFile
-        options.certFile = c.mqtt.certFile
-        options.keyFile = c.mqtt.keyFile
-        options.tlsInsecure = c.mqtt.tlsInsecure
-        options.maxInflight = c.mqtt.maxInflight
-        options.backoff = ReconnectBackoff(
-            minimumMilliseconds: c.mqtt.reconnectMinMilliseconds, maximumMilliseconds: c.mqtt.reconnectMaxMilliseconds)
+        var options = MQTTConnectionOptions(configuration: c.mqtt)
         options.will = .init(topic: presence.topic, payload: Array("offline".utf8), qos: 1, retain: true)
 
         let pumpBox = PumpBox()
