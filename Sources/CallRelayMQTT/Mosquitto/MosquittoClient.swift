@@ -187,9 +187,7 @@ package final class MosquittoClient: Sendable {
 
     private func runLoop() {
         let raw = handle.raw
-        var attempt = 0
-        var lastFailure = ""
-        var connectedSince: Double?
+        var lifecycle = ConnectionLifecycle()
         while isRunning {
             // libmosquitto's log is only listened to while connecting: it formats a line per packet,
             // and connecting is when its error lines explain something (the OpenSSL reason of a TLS
@@ -198,17 +196,7 @@ package final class MosquittoClient: Sendable {
             state.withLock { $0.attemptReported = false }
             let rc = mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
             if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
-                let reason = withLibraryDetail(
-                    rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
-                if reason != lastFailure {
-                    logger.warning(
-                        "broker unreachable, retrying with backoff", metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
-                    lastFailure = reason
-                }
-                onEvent(.disconnected(reason: reason))
-                resetSession()
-                sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
-                attempt += 1
+                perform(lifecycle.connectFailed(reason: failureReason(rc)))
                 continue
             }
             // Run the session until the connection drops.
@@ -219,37 +207,34 @@ package final class MosquittoClient: Sendable {
                     loopError = rc
                     break
                 }
-                if connectedSince == nil, isConnected { connectedSince = monotonicSeconds() }
+                if lifecycle.connectedSince == nil, isConnected { lifecycle.connected(now: monotonicSeconds()) }
             }
             guard isRunning, !state.withLock({ $0.stopRequested }) else { break }
-            // A connection that failed before any CONNACK (a TLS handshake failing on a wrong CA or
-            // host name, a listener closing at once) gets no libmosquitto callback: report it here.
-            if !state.withLock({ $0.attemptReported }) {
-                let reason = withLibraryDetail(
-                    loopError == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: loopError).description)
-                if reason != lastFailure {
-                    logger.warning(
-                        "broker connection failed before the MQTT handshake, retrying with backoff",
-                        metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
-                    lastFailure = reason
-                }
+            let acknowledged = state.withLock { $0.attemptReported }
+            perform(lifecycle.sessionEnded(acknowledged: acknowledged, reason: failureReason(loopError), now: monotonicSeconds()))
+        }
+    }
+
+    /// What a libmosquitto return code means, with libmosquitto's last error line when it logged one.
+    private func failureReason(_ rc: Int32) -> String {
+        withLibraryDetail(rc == Int32(MOSQ_ERR_ERRNO.rawValue) ? String(cString: strerror(errno)) : MosquittoError(code: rc).description)
+    }
+
+    private func perform(_ actions: [ConnectionLifecycle.Action]) {
+        for action in actions {
+            switch action {
+            case .warn(let message, let reason):
+                logger.warning("\(message)", metadata: ["broker": "\(options.host):\(options.port)", "error": "\(reason)"])
+            case .reportDisconnected(let reason):
                 onEvent(.disconnected(reason: reason))
-                connectedSince = nil
+            case .sessionLost:
+                state.withLock { $0.connected = false }
+                reconnects.add(1, ordering: .relaxed)
+            case .resetSession:
                 resetSession()
+            case .backOff(let attempt):
                 sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
-                attempt += 1
-                continue
             }
-            state.withLock { $0.connected = false }
-            reconnects.add(1, ordering: .relaxed)
-            // A connection that held for a while resets the backoff; one dropped at once (a broker
-            // refusing us or an event) keeps growing it, so there is no reconnect storm.
-            if let since = connectedSince, monotonicSeconds() - since >= 10 { attempt = 0 }
-            connectedSince = nil
-            lastFailure = ""
-            resetSession()
-            sleepInterruptibly(milliseconds: options.backoff.delay(attempt: attempt))
-            attempt += 1
         }
     }
 

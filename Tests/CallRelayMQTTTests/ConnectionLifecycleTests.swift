@@ -1,0 +1,57 @@
+import CallRelayMQTT
+import Testing
+
+/// The network thread's decisions, step by step, without a socket.
+@Suite struct ConnectionLifecycleTests {
+    typealias L = ConnectionLifecycle
+
+    @Test func aRefusedConnectIsLoggedOnceReportedAndRetriedWithAGrowingBackoff() {
+        var l = L()
+        #expect(l.connectFailed(reason: "Connection refused") == [
+            .warn(message: L.unreachable, reason: "Connection refused"), .reportDisconnected(reason: "Connection refused"), .resetSession,
+            .backOff(attempt: 0),
+        ])
+        #expect(l.connectFailed(reason: "Connection refused") == [
+            .reportDisconnected(reason: "Connection refused"), .resetSession, .backOff(attempt: 1),
+        ], "the same reason is not logged again")
+        #expect(l.connectFailed(reason: "No route to host").first == .warn(message: L.unreachable, reason: "No route to host"))
+        #expect(l.attempt == 3)
+    }
+
+    @Test func aConnectionLostBeforeItsCONNACKSaysSo() {
+        var l = L()
+        #expect(l.sessionEnded(acknowledged: false, reason: "certificate verify failed", now: 1) == [
+            .warn(message: L.failedBeforeHandshake, reason: "certificate verify failed"),
+            .reportDisconnected(reason: "certificate verify failed"), .resetSession, .backOff(attempt: 0),
+        ])
+    }
+
+    @Test func aStableSessionStartsTheBackoffOver() {
+        var l = L(stableSeconds: 10)
+        _ = l.connectFailed(reason: "refused")
+        _ = l.connectFailed(reason: "refused")
+        l.connected(now: 100)
+        #expect(l.sessionEnded(acknowledged: true, reason: "connection lost", now: 111) == [.sessionLost, .resetSession, .backOff(attempt: 0)])
+        #expect(l.lastFailure == nil, "the next failure is logged again")
+        #expect(l.connectFailed(reason: "refused").first == .warn(message: L.unreachable, reason: "refused"))
+    }
+
+    @Test func aSessionDroppedAtOnceKeepsTheBackoffGrowing() {
+        var l = L(stableSeconds: 10)
+        var waits: [Int] = []
+        for round in 0..<4 {
+            l.connected(now: Double(round * 3))
+            for case .backOff(let attempt) in l.sessionEnded(acknowledged: true, reason: "dropped", now: Double(round * 3 + 1)) {
+                waits.append(attempt)
+            }
+        }
+        #expect(waits == [0, 1, 2, 3], "no reconnect storm against a broker that drops the client at once")
+    }
+
+    @Test func connectedKeepsTheFirstTime() {
+        var l = L()
+        l.connected(now: 5)
+        l.connected(now: 9)
+        #expect(l.connectedSince == 5)
+    }
+}
