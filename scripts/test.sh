@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and integration tests against real mosquitto brokers that
 # the tests start themselves on free loopback ports, then (for a full run) the packaging test. A
-# missing broker or openssl fails the tests; it never skips them.
+# missing broker or openssl fails the tests; it never skips them. A full run also fuzzes briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,5 +12,8 @@ swift test "$@"
 # A full run (no arguments) also builds the .deb, installs it, runs the agent as its systemd unit
 # would, passes send-test against a local broker, and purges it (needs root or sudo).
 if [ $# -eq 0 ]; then
+  # A bounded smoke of the four libFuzzer harnesses (docs/fuzzing.md): debug build (its asserts
+  # on), 10,000 inputs each from the checked-in seeds and regressions; any finding fails.
+  scripts/fuzz.sh --debug --runs 10000
   tests/packaging/run.sh
 fi

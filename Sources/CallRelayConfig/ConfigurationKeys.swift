@@ -117,6 +117,7 @@ package struct ConfigurationKey: Sendable, Equatable {
         description: String, secret: Bool = false, environment: String? = nil, combinationRule: String? = nil
     ) {
         self.name = name
+        self.path = name.split(separator: ".").map(String.init)
         self.type = type
         self.defaultValue = defaultValue
         self.rule = rule
@@ -126,8 +127,8 @@ package struct ConfigurationKey: Sendable, Equatable {
         self.combinationRule = combinationRule
     }
 
-    /// `["mqtt", "port"]`.
-    package var path: [String] { name.split(separator: ".").map(String.init) }
+    /// `["mqtt", "port"]` (stored: the validator compares it with every entry of a file).
+    package let path: [String]
     /// `mqtt`.
     package var section: String { path.first ?? name }
     /// `port`.
