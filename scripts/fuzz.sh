@@ -128,11 +128,15 @@ for h in "${harnesses[@]}"; do
   set -e
   elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
-  # With -jobs, every worker logs to fuzz-N.log in the current directory.
+  # With -jobs, every worker logs to fuzz-N.log in the current directory, and the main log
+  # repeats those logs: count the workers' only.
   logs=("$work/fuzz.log")
-  for l in fuzz-*.log; do [ -f "$l" ] && mv "$l" "$work/" && logs+=("$work/$l"); done
+  counted=("$work/fuzz.log")
+  workers=()
+  for l in fuzz-*.log; do [ -f "$l" ] && mv "$l" "$work/" && workers+=("$work/$l"); done
+  if [ ${#workers[@]} -gt 0 ]; then logs+=("${workers[@]}"); counted=("${workers[@]}"); fi
   executions=0
-  for l in "${logs[@]}"; do
+  for l in "${counted[@]}"; do
     n=$(grep -a "stat::number_of_executed_units:" "$l" | awk '{s+=$2} END {print s+0}')
     if [ "$n" = 0 ]; then
       n=$(grep -ao "^#[0-9]\+" "$l" | tail -1 | tr -d '#')
