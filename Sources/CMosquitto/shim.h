@@ -2,4 +2,5 @@
 #define CMOSQUITTO_SHIM_H
 #include <stdbool.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #endif

@@ -49,8 +49,8 @@ final class BrokerProbe: Sendable {
                     s.connected = false
                     if s.firstFailure == nil { s.firstFailure = reason }
                 }
-            case .message(let topic, let payload):
-                shared.state.withLock { $0.messages.append(Message(topic: topic, payload: payload)) }
+            case .message(let m):
+                shared.state.withLock { $0.messages.append(Message(topic: m.topic, payload: m.payload)) }
             case .published:
                 break
             }
@@ -61,7 +61,7 @@ final class BrokerProbe: Sendable {
     /// Returns nil when connected and subscribed, else why not: the first failure libmosquitto
     /// or the broker reported (no retry: a technician wants the reason now), or a timeout.
     func connect(subscribing topics: [String] = [], timeoutMilliseconds: Int) -> String? {
-        for topic in topics { client.subscribe(topic: topic, qos: 1) }
+        for topic in topics { client.subscribe(topic: topic, qos: .atLeastOnce) }
         client.start()
         let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
         while monotonicMilliseconds() < deadline {

@@ -164,7 +164,7 @@ extension ConfigurationKey {
         httpRateLimitPerSecond, httpRateLimitBurst, httpAdminListen,
         mqttHost, mqttPort, mqttClientID, mqttUsername, mqttPassword, mqttTopicPrefix, mqttQoS, mqttKeepaliveSeconds,
         mqttCAFile, mqttCertFile, mqttKeyFile, mqttTLSInsecure, mqttMaxInflight, mqttReconnectMinMilliseconds,
-        mqttReconnectMaxMilliseconds,
+        mqttReconnectMaxMilliseconds, mqttProtocol, mqttMessageExpirySeconds,
         storagePath, storageMaxBytes, storageRetentionHours, storageSynchronous,
         logLevel,
     ]
@@ -359,7 +359,11 @@ extension ConfigurationKey {
 
     package static let mqttMaxInflight = ConfigurationKey(
         "mqtt.max_inflight", .integer, default: .integer(100), rule: .integerRange(1...1000),
-        description: "Most events published to the broker and not yet acknowledged at any time (the in-flight window).")
+        description: """
+            Most events published to the broker and not yet acknowledged at any time (the in-flight window). \
+            On MQTT 5 the broker's Receive Maximum bounds it; on MQTT 3.1.1 at qos 2 it is at most 20, what a stock \
+            mosquitto takes (beyond it mosquitto drops events and 3.1.1 cannot say so).
+            """)
 
     package static let mqttReconnectMinMilliseconds = ConfigurationKey(
         "mqtt.reconnect_min_ms", .integer, default: .integer(500), rule: .integerRange(100...60000),
@@ -372,6 +376,21 @@ extension ConfigurationKey {
         "mqtt.reconnect_max_ms", .integer, default: .integer(30000), rule: .integerRange(1000...3_600_000),
         description: "Longest wait, in milliseconds, between two attempts to reconnect to the broker.",
         combinationRule: "Must be at least mqtt.reconnect_min_ms.")
+
+    package static let mqttProtocol = ConfigurationKey(
+        "mqtt.protocol", .string, default: .string("auto"), rule: .stringChoices(["auto", "5", "3.1.1"]),
+        description: """
+            MQTT version spoken to the broker. "auto" tries MQTT 5 and falls back to 3.1.1 when the broker refuses 5; \
+            "5" or "3.1.1" insist on one. Only MQTT 5 lets the broker say that it refused an event (for example \
+            "not authorized"): on 3.1.1 such an event is acknowledged and lost without a word.
+            """)
+
+    package static let mqttMessageExpirySeconds = ConfigurationKey(
+        "mqtt.message_expiry_seconds", .integer, default: .integer(0), rule: .integerRange(0...4_294_967_295),
+        description: """
+            MQTT 5 only: seconds after which the broker discards a live event that no subscriber has taken yet \
+            (CDRs never expire). 0 means never.
+            """)
 
     // MARK: [storage]
 

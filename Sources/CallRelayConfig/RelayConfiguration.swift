@@ -64,14 +64,21 @@ package struct RelayConfiguration: Sendable, Equatable {
         package var reconnectMinMilliseconds: Int
         /// At least `reconnectMinMilliseconds`.
         package var reconnectMaxMilliseconds: Int
+        /// `mqtt.protocol`: "auto", "5" or "3.1.1".
+        package var protocolVersion: String
+        /// MQTT 5 message expiry of live events; 0 = none.
+        package var messageExpirySeconds: Int
 
         package init(
             host: String, port: Int, clientID: String, username: String, password: String, topicPrefix: String,
             qos: Int,
             keepaliveSeconds: Int, caFile: String?, certFile: String?, keyFile: String?, tlsInsecure: Bool,
             maxInflight: Int,
-            reconnectMinMilliseconds: Int, reconnectMaxMilliseconds: Int
+            reconnectMinMilliseconds: Int, reconnectMaxMilliseconds: Int, protocolVersion: String = "auto",
+            messageExpirySeconds: Int = 0
         ) {
+            self.protocolVersion = protocolVersion
+            self.messageExpirySeconds = messageExpirySeconds
             self.host = host
             self.port = port
             self.clientID = clientID
@@ -217,7 +224,8 @@ extension RelayConfiguration {
                 certFile: values.optionalString(.mqttCertFile), keyFile: values.optionalString(.mqttKeyFile),
                 tlsInsecure: values.boolean(.mqttTLSInsecure), maxInflight: values.integer(.mqttMaxInflight),
                 reconnectMinMilliseconds: values.integer(.mqttReconnectMinMilliseconds),
-                reconnectMaxMilliseconds: values.integer(.mqttReconnectMaxMilliseconds)),
+                reconnectMaxMilliseconds: values.integer(.mqttReconnectMaxMilliseconds),
+                protocolVersion: values.string(.mqttProtocol), messageExpirySeconds: values.integer(.mqttMessageExpirySeconds)),
             storage: Storage(
                 path: values.string(.storagePath), maxBytes: maxBytes,
                 retentionHours: values.integer(.storageRetentionHours), synchronous: synchronous),

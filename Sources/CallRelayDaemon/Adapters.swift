@@ -41,7 +41,11 @@ struct OutboxDeliveryStore: DeliveryStore {
     func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void) {
         outbox.fetchPending(after: after, limit: limit) { result in
             completion(
-                result.map { rows in rows.map { DeliveryItem(seq: $0.seq, topic: $0.topic, payload: Self.payload($0.content)) } }
+                result.map { rows in
+                    rows.map { r in
+                        DeliveryItem(seq: r.seq, topic: r.topic, payload: Self.payload(r.content), eventID: r.eventID, callID: r.callID, kind: r.kind)
+                    }
+                }
                     .mapError { $0 as any Error })
         }
     }
@@ -68,17 +72,37 @@ struct OutboxDeliveryStore: DeliveryStore {
     }
 }
 
-/// The delivery pump's view of the MQTT client.
+/// The delivery pump's view of the MQTT client: the QoS, and on MQTT 5 the properties of
+/// CONTRACT §8 (payload format UTF-8, content type, user properties `schema`, `id`, `call_id`,
+/// message expiry for live events).
 struct MosquittoTransport: DeliveryTransport {
     let client: MosquittoClient
+    let qos: MQTTQoS
+    /// `mqtt.message_expiry_seconds` (0: none).
+    let messageExpirySeconds: Int
 
-    func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
+    func publish(_ item: DeliveryItem) -> PublishAttempt {
         guard client.isConnected else { return .notConnected }
-        switch client.publish(topic: topic, payload: payload, qos: qos) {
+        switch client.publish(topic: item.topic, payload: item.payload, qos: qos, properties: properties(of: item)) {
         case .success(let mid): return .queued(mid: mid)
         case .failure(let error) where error.isNotConnected: return .notConnected
+        case .failure(let error) where error.isOversize:
+            let limit = client.session?.maximumPacketSize.map { " (broker maximum packet size \($0) bytes)" } ?? ""
+            return .rejected("\(error.description): larger than the broker accepts\(limit)")
         case .failure(let error) where error.isPermanent: return .rejected(error.description)
         case .failure(let error): return .failed(error.description)
         }
+    }
+
+    func properties(of item: DeliveryItem) -> MQTTPublishProperties {
+        // A replayed row's id is the original's plus "#replay-…"; the payload keeps the original.
+        let id = item.eventID.split(separator: "#", maxSplits: 1).first.map(String.init) ?? item.eventID
+        var user: [(name: String, value: String)] = [("schema", PiopiyNormalizer.schemaName), ("id", id)]
+        if let callID = item.callID { user.append(("call_id", callID)) }
+        // `{prefix}/{app_id}/{kind}/{event}`: rows of v0.1.0 say their kind only in the topic.
+        let live = (item.kind ?? item.topic.split(separator: "/").dropLast().last.map(String.init)) == "live"
+        return MQTTPublishProperties(
+            payloadIsUTF8: true, contentType: "application/json", userProperties: user,
+            messageExpirySeconds: live && messageExpirySeconds > 0 ? UInt32(clamping: messageExpirySeconds) : nil)
     }
 }

@@ -46,25 +46,29 @@ package final class Daemon: Sendable {
 
         let presence = Presence(topic: "\(c.mqtt.topicPrefix)/agents/\(c.mqtt.clientID)/status")
         var options = MQTTConnectionOptions(configuration: c.mqtt)
-        options.will = .init(topic: presence.topic, payload: Array("offline".utf8), qos: 1, retain: true)
+        options.will = .init(topic: presence.topic, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true)
+        let qos = MQTTQoS(rawValue: c.mqtt.qos) ?? .atLeastOnce
 
         let pumpBox = PumpBox()
         let client = try MosquittoClient(options: options, logger: logger.with(label: "mqtt")) { event in
             switch event {
-            case .connected:
+            case .connected(let session):
                 presence.announce(online: true)
-                pumpBox.pump?.connected()
+                pumpBox.pump?.connected(window: session.inflightWindow(configured: c.mqtt.maxInflight, qos: qos))
             case .disconnected:
                 pumpBox.pump?.disconnected()
-            case .published(let mid):
-                if !presence.acknowledged(mid: mid) { pumpBox.pump?.acknowledged(mid: mid) }
+            case .published(let mid, let reason):
+                if !presence.acknowledged(mid: mid) {
+                    pumpBox.pump?.acknowledged(mid: mid, refusal: reason.isFailure ? reason.description : nil)
+                }
             case .message:
                 break
             }
         }
         presence.client = client
         let pump = DeliveryPump(
-            store: OutboxDeliveryStore(outbox: outbox), transport: MosquittoTransport(client: client), qos: Int32(c.mqtt.qos),
+            store: OutboxDeliveryStore(outbox: outbox),
+            transport: MosquittoTransport(client: client, qos: qos, messageExpirySeconds: c.mqtt.messageExpirySeconds),
             window: c.mqtt.maxInflight, logger: logger.with(label: "delivery"))
         pumpBox.pump = pump
         outbox.setCommittedListener { pump.eventsCommitted() }

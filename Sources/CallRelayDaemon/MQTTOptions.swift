@@ -14,6 +14,7 @@ extension MQTTConnectionOptions {
         keyFile = m.keyFile
         tlsInsecure = m.tlsInsecure
         maxInflight = m.maxInflight
+        protocolPreference = MQTTProtocolPreference(configValue: m.protocolVersion) ?? .auto
         backoff = ReconnectBackoff(minimumMilliseconds: m.reconnectMinMilliseconds, maximumMilliseconds: m.reconnectMaxMilliseconds)
     }
 }

@@ -111,8 +111,30 @@ struct MetricsText: Sendable {
         out.sample("callrelay_mqtt_acknowledged_total", pump.acknowledgedCount.load(ordering: .relaxed))
         out.family("callrelay_mqtt_failed_total", .counter, "Publishes the MQTT client refused (not counting \"not connected\"); each is retried.")
         out.sample("callrelay_mqtt_failed_total", pump.failedCount.load(ordering: .relaxed))
-        out.family("callrelay_mqtt_inflight_messages", .gauge, "Publishes waiting for the broker's acknowledgement (at most mqtt.max_inflight).")
+        out.family("callrelay_mqtt_inflight_messages", .gauge, "Publishes waiting for the broker's acknowledgement (at most callrelay_mqtt_inflight_window).")
         out.sample("callrelay_mqtt_inflight_messages", pump.inflightCount)
+        out.family(
+            "callrelay_mqtt_inflight_window", .gauge,
+            "The session's in-flight window: mqtt.max_inflight, bounded by the broker's Receive Maximum (MQTT 5), or by 20 at QoS 2 on MQTT 3.1.1.")
+        out.sample("callrelay_mqtt_inflight_window", pump.sessionWindow)
+        let version = client.protocolVersion
+        out.family("callrelay_mqtt_protocol_info", .gauge, "1 for the MQTT version of the current (or next) connection: 5 or 3.1.1.")
+        for candidate in ["5", "3.1.1"] {
+            out.sample("callrelay_mqtt_protocol_info", labels: [("version", candidate)], version.rawValue == candidate ? 1 : 0)
+        }
+        out.family(
+            "callrelay_mqtt_acknowledgements_total", .counter,
+            "Broker answers to publishes by MQTT 5 reason code (3.1.1 has none: all \"success\"). \"no matching subscribers\" is a delivery; 0x80 and above are refusals, retried.")
+        let byReason = client.acknowledgementsByReason
+        for code in ([.success, .noMatchingSubscribers] + byReason.keys.filter { $0 != .success && $0 != .noMatchingSubscribers }.sorted { $0.value < $1.value }) {
+            out.sample("callrelay_mqtt_acknowledgements_total", labels: [("reason", code.name)], byReason[code, default: 0])
+        }
+        out.family("callrelay_mqtt_refused_total", .counter, "Publishes the broker refused (MQTT 5 reason code 0x80 or above); each is retried, then dead-lettered.")
+        out.sample("callrelay_mqtt_refused_total", pump.refusedCount.load(ordering: .relaxed))
+        out.family("callrelay_mqtt_retry_waiting_messages", .gauge, "Refused events waiting for their next attempt.")
+        out.sample("callrelay_mqtt_retry_waiting_messages", pump.retryingCount)
+        out.family("callrelay_mqtt_retain_available", .gauge, "0 when the broker said (MQTT 5) it does not keep retained messages: presence is then not retained.")
+        out.sample("callrelay_mqtt_retain_available", (client.session?.retainAvailable ?? true) ? 1 : 0)
         return out.text
     }
 }

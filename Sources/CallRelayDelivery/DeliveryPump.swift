@@ -7,10 +7,19 @@ package struct DeliveryItem: Sendable, Equatable {
     package var seq: Int64
     package var topic: String
     package var payload: [UInt8]
-    package init(seq: Int64, topic: String, payload: [UInt8]) {
+    /// The event id (the payload's `id`; an MQTT 5 user property).
+    package var eventID: String
+    /// The payload's `call_id`, when it has one (an MQTT 5 user property).
+    package var callID: String?
+    /// `live` or `cdr`; nil when the row does not say (rows written by v0.1.0).
+    package var kind: String?
+    package init(seq: Int64, topic: String, payload: [UInt8], eventID: String = "", callID: String? = nil, kind: String? = nil) {
         self.seq = seq
         self.topic = topic
         self.payload = payload
+        self.eventID = eventID
+        self.callID = callID
+        self.kind = kind
     }
 }
 
@@ -36,9 +45,9 @@ package enum PublishAttempt: Sendable, Equatable {
     case failed(String)
 }
 
-/// The MQTT client as the pump sees it.
+/// The MQTT client as the pump sees it (it knows the QoS and the session's protocol).
 package protocol DeliveryTransport: Sendable {
-    func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt
+    func publish(_ item: DeliveryItem) -> PublishAttempt
 }
 
 /// Moves stored events to the broker, keeping a bounded window of unacknowledged publishes
@@ -58,7 +67,14 @@ package protocol DeliveryTransport: Sendable {
 ///   `max_packet_size`) would stop the queue forever. Each drop is charged to the oldest
 ///   unacknowledged item; from its second charge the pump publishes one item at a time ("probe"),
 ///   so only the culprit collects charges; at `maxAttempts` it becomes a dead letter and the queue
-///   moves on. A message the client rejects outright (too large for MQTT) is dead-lettered at once.
+///   moves on. A message the client rejects outright (too large for MQTT, or for the broker's MQTT 5
+///   Maximum Packet Size) is dead-lettered at once.
+/// - Refusals (MQTT 5): an acknowledgement whose reason code is 0x80 or more ("not authorized",
+///   "quota exceeded", ...) is a failed attempt, not a delivery. The item leaves the window, waits
+///   `retryDelayMilliseconds(attempt)` (1, 2, 4, 8 s ... by default) and is published again, while
+///   the items behind it go on; at `maxAttempts` refusals it becomes a dead letter with the reason.
+/// - The window is `window` (`mqtt.max_inflight`), bounded per session by what the broker takes
+///   (`connected(window:)`: its Receive Maximum on MQTT 5).
 /// - Only one fetch is outstanding at a time, and all publishing happens in its completion. A 1 s
 ///   poll also picks up rows written by other processes (`callrelay replay`).
 package final class DeliveryPump: Sendable {
@@ -69,10 +85,18 @@ package final class DeliveryPump: Sendable {
         var moreMaybe = true
         var epoch = 0
         var cursor: Int64 = 0
-        var inflight: [Int32: Int64] = [:]
+        var inflight: [Int32: DeliveryItem] = [:]
+        /// The session's window (≤ `window`).
+        var sessionWindow: Int
+        /// Refused items waiting for their retry (never also in `inflight`).
+        var retries: [(item: DeliveryItem, due: DispatchTime)] = []
+        /// Refusals per item so far (kept across reconnects).
+        var refusals: [Int64: Int] = [:]
         /// Acks that arrived for a mid not (yet) registered: a publish racing its own PUBACK, or
         /// a message that is not ours (presence). Cleared after each batch registers.
         var unmatchedAcks: Set<Int32> = []
+        /// The same for refusals, with their reason.
+        var unmatchedRefusals: [Int32: String] = [:]
         /// Connection drops charged to an item (only ever the head of the window).
         var charges: [Int64: Int] = [:]
         var probing = false
@@ -80,11 +104,11 @@ package final class DeliveryPump: Sendable {
     }
 
     package let window: Int
-    package let qos: Int32
     package let maxAttempts: Int
+    private let retryDelayMilliseconds: @Sendable (Int) -> Int
     private let store: any DeliveryStore
     private let transport: any DeliveryTransport
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let logger: Logger
 
     package let publishedCount = Atomic<Int>(0)
@@ -92,29 +116,42 @@ package final class DeliveryPump: Sendable {
     /// Publishes the MQTT client refused (not counting "not connected"); each is retried.
     package let failedCount = Atomic<Int>(0)
     package let deadLetteredCount = Atomic<Int>(0)
+    /// Acknowledgements that refused the item (MQTT 5 reason code ≥ 0x80); each is retried.
+    package let refusedCount = Atomic<Int>(0)
+
+    /// 1 s, 2 s, 4 s ... up to 30 s after the n-th refusal (1-based).
+    package static let defaultRetryDelay: @Sendable (Int) -> Int = { attempt in min(30_000, 1000 << min(max(attempt - 1, 0), 5)) }
 
     package init(
-        store: any DeliveryStore, transport: any DeliveryTransport, qos: Int32, window: Int, maxAttempts: Int = 5,
-        pollIntervalMilliseconds: Int = 1000, logger: Logger
+        store: any DeliveryStore, transport: any DeliveryTransport, window: Int, maxAttempts: Int = 5,
+        pollIntervalMilliseconds: Int = 1000, retryDelayMilliseconds: @escaping @Sendable (Int) -> Int = DeliveryPump.defaultRetryDelay,
+        logger: Logger
     ) {
         self.store = store
         self.transport = transport
-        self.qos = qos
         self.window = max(1, window)
         self.maxAttempts = max(1, maxAttempts)
+        self.retryDelayMilliseconds = retryDelayMilliseconds
+        self.state = Mutex(State(sessionWindow: max(1, window)))
         self.logger = logger
         if pollIntervalMilliseconds > 0 { schedulePoll(every: pollIntervalMilliseconds) }
     }
 
     package var inflightCount: Int { state.withLock { $0.inflight.count } }
     package var isProbing: Bool { state.withLock { $0.probing } }
+    /// The current session's window.
+    package var sessionWindow: Int { state.withLock { $0.sessionWindow } }
+    /// Refused items waiting for their next attempt.
+    package var retryingCount: Int { state.withLock { $0.retries.count } }
 
     // MARK: Inputs
 
-    package func connected() {
+    /// A session is up; `window` is what the broker takes at once (nil: `window` as configured).
+    package func connected(window sessionLimit: Int? = nil) {
         state.withLock { s in
             s.connected = true
             s.moreMaybe = true
+            s.sessionWindow = max(1, min(window, sessionLimit ?? window))
         }
         pump()
     }
@@ -125,7 +162,15 @@ package final class DeliveryPump: Sendable {
             s.connected = false
             s.epoch += 1
             s.unmatchedAcks.removeAll()
-            guard let head = s.inflight.values.min() else { return nil }
+            s.unmatchedRefusals.removeAll()
+            // Refused items waiting for a retry are fetched again with the rest (their refusals
+            // stay counted).
+            if let oldestRetry = s.retries.map(\.item.seq).min() {
+                s.cursor = min(s.cursor, oldestRetry - 1)
+                s.retries.removeAll()
+                s.moreMaybe = true
+            }
+            guard let head = s.inflight.values.map(\.seq).min() else { return nil }
             s.inflight.removeAll()
             s.cursor = min(s.cursor, head - 1)
             s.moreMaybe = true
@@ -156,18 +201,55 @@ package final class DeliveryPump: Sendable {
         pump()
     }
 
-    /// The broker acknowledged message `mid`.
-    package func acknowledged(mid: Int32) {
-        let seq: Int64? = state.withLock { s in
-            guard let seq = s.inflight.removeValue(forKey: mid) else {
-                s.unmatchedAcks.insert(mid)
+    /// The broker answered message `mid`: took it, or (`refusal`, an MQTT 5 reason code ≥ 0x80
+    /// described for the log and the dead letter) refused it.
+    package func acknowledged(mid: Int32, refusal: String? = nil) {
+        let item: DeliveryItem? = state.withLock { s in
+            guard let item = s.inflight.removeValue(forKey: mid) else {
+                if let refusal { s.unmatchedRefusals[mid] = refusal } else { s.unmatchedAcks.insert(mid) }
                 return nil
             }
-            if s.charges.removeValue(forKey: seq) != nil { s.probing = false }
-            return seq
+            if s.charges.removeValue(forKey: item.seq) != nil { s.probing = false }
+            return item
         }
-        guard let seq else { return }
-        settle(seq)
+        guard let item else { return }
+        if let refusal {
+            refused(item, reason: refusal)
+        } else {
+            state.withLock { _ = $0.refusals.removeValue(forKey: item.seq) }
+            settle(item.seq)
+        }
+    }
+
+    private func refused(_ item: DeliveryItem, reason: String) {
+        refusedCount.add(1, ordering: .relaxed)
+        let attempts: Int = state.withLock { s in
+            let n = s.refusals[item.seq, default: 0] + 1
+            if n >= maxAttempts {
+                s.refusals.removeValue(forKey: item.seq)
+            } else {
+                s.refusals[item.seq] = n
+            }
+            return n
+        }
+        if attempts >= maxAttempts {
+            logger.error(
+                "the broker refused an event \(attempts) times; it is kept as a dead letter (see callrelay replay)",
+                metadata: ["seq": "\(item.seq)", "topic": "\(item.topic)", "reason": "\(reason)"])
+            deadLetter(item.seq, reason: "broker refused it: \(reason)", attempts: attempts)
+            wakeDrainWaitersIfIdle()
+            pump()
+            return
+        }
+        let delay = retryDelayMilliseconds(attempts)
+        logger.warning(
+            "the broker refused an event; retrying it later", metadata: [
+                "seq": "\(item.seq)", "topic": "\(item.topic)", "reason": "\(reason)", "attempt": "\(attempts)", "retry_in_ms": "\(delay)",
+            ])
+        state.withLock { $0.retries.append((item, .now() + .milliseconds(delay))) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(delay)) { [weak self] in self?.pump() }
+        wakeDrainWaitersIfIdle()
+        pump()
     }
 
     private func settle(_ seq: Int64) {
@@ -202,9 +284,10 @@ package final class DeliveryPump: Sendable {
     }
 
     private func pump() {
+        publishDueRetries()
         let request: (after: Int64, limit: Int, epoch: Int)? = state.withLock { s in
             guard s.connected, !s.stopping, !s.fetching, s.moreMaybe else { return nil }
-            let effectiveWindow = s.probing ? 1 : window
+            let effectiveWindow = s.probing ? 1 : s.sessionWindow
             let room = effectiveWindow - s.inflight.count
             // Refill when at least a quarter of the window is free (or the window is empty), so a
             // fetch carries several rows instead of one per ack.
@@ -217,6 +300,79 @@ package final class DeliveryPump: Sendable {
         store.fetchPending(after: request.after, limit: request.limit) { result in
             self.publishFetched(result, limit: request.limit, epoch: request.epoch)
         }
+    }
+
+    /// Publishes the refused items whose wait is over, within the window. Uses the `fetching`
+    /// flag so it never publishes alongside a batch.
+    private func publishDueRetries() {
+        let due: (items: [DeliveryItem], epoch: Int)? = state.withLock { s in
+            guard s.connected, !s.stopping, !s.fetching, !s.retries.isEmpty else { return nil }
+            let now = DispatchTime.now()
+            var room = (s.probing ? 1 : s.sessionWindow) - s.inflight.count
+            var items: [DeliveryItem] = []
+            s.retries.removeAll { entry in
+                guard room > 0, entry.due <= now else { return false }
+                room -= 1
+                items.append(entry.item)
+                return true
+            }
+            guard !items.isEmpty else { return nil }
+            s.fetching = true
+            return (items, s.epoch)
+        }
+        guard let due else { return }
+        var registered: [(mid: Int32, item: DeliveryItem)] = []
+        var unsent: [DeliveryItem] = []
+        var rejected: [(seq: Int64, reason: String)] = []
+        for (i, item) in due.items.enumerated() {
+            switch transport.publish(item) {
+            case .queued(let mid): registered.append((mid, item))
+            case .rejected(let reason): rejected.append((item.seq, reason))
+            case .notConnected, .failed:
+                unsent = Array(due.items[i...])
+            }
+            if !unsent.isEmpty { break }
+        }
+        for (seq, reason) in rejected { deadLetter(seq, reason: reason, attempts: 1) }
+        let (acked, refusedEarly): ([Int64], [(DeliveryItem, String)]) = state.withLock { s in
+            defer {
+                s.unmatchedAcks.removeAll()
+                s.unmatchedRefusals.removeAll()
+                s.fetching = false
+            }
+            guard s.epoch == due.epoch else {
+                // The session died meanwhile: `disconnected` rewound the cursor below these.
+                s.cursor = min(s.cursor, (due.items.map(\.seq).min() ?? s.cursor + 1) - 1)
+                s.moreMaybe = true
+                return ([], [])
+            }
+            for item in unsent { s.retries.append((item, .now())) }
+            return Self.register(registered, in: &s)
+        }
+        if registered.count > 0 { publishedCount.add(registered.count, ordering: .relaxed) }
+        for seq in acked {
+            state.withLock { _ = $0.refusals.removeValue(forKey: seq) }
+            settle(seq)
+        }
+        for (item, reason) in refusedEarly { refused(item, reason: reason) }
+    }
+
+    /// Puts published items in flight, except those whose answer already arrived.
+    private static func register(
+        _ registered: [(mid: Int32, item: DeliveryItem)], in s: inout State
+    ) -> (acked: [Int64], refused: [(DeliveryItem, String)]) {
+        var acked: [Int64] = []
+        var refused: [(DeliveryItem, String)] = []
+        for (mid, item) in registered {
+            if s.unmatchedAcks.remove(mid) != nil {
+                acked.append(item.seq)
+            } else if let reason = s.unmatchedRefusals.removeValue(forKey: mid) {
+                refused.append((item, reason))
+            } else {
+                s.inflight[mid] = item
+            }
+        }
+        return (acked, refused)
     }
 
     private func publishFetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
@@ -232,14 +388,14 @@ package final class DeliveryPump: Sendable {
             DispatchQueue.global().asyncAfter(deadline: .now() + 1) { self.pump() }
             return
         }
-        var registered: [(mid: Int32, seq: Int64)] = []
+        var registered: [(mid: Int32, item: DeliveryItem)] = []
         registered.reserveCapacity(items.count)
         var rejected: [(seq: Int64, reason: String)] = []
         var stoppedEarly = false
         loop: for item in items {
-            switch transport.publish(topic: item.topic, payload: item.payload, qos: qos) {
+            switch transport.publish(item) {
             case .queued(let mid):
-                registered.append((mid, item.seq))
+                registered.append((mid, item))
             case .rejected(let reason):
                 // Never sendable: dead-letter it and move on (the cursor passes it).
                 rejected.append((item.seq, reason))
@@ -254,31 +410,29 @@ package final class DeliveryPump: Sendable {
             }
         }
         for (seq, reason) in rejected { deadLetter(seq, reason: reason, attempts: 1) }
-        let alreadyAcked: [Int64] = state.withLock { s in
+        let (alreadyAcked, refusedEarly): ([Int64], [(DeliveryItem, String)]) = state.withLock { s in
             defer {
                 s.unmatchedAcks.removeAll()
+                s.unmatchedRefusals.removeAll()
                 s.fetching = false
             }
             guard s.epoch == epoch else {
                 // A disconnect raced this batch: whatever was handed over died with the session.
                 s.moreMaybe = true
-                return []
+                return ([], [])
             }
-            var acked: [Int64] = []
-            for (mid, seq) in registered {
-                if s.unmatchedAcks.remove(mid) != nil {
-                    acked.append(seq)
-                } else {
-                    s.inflight[mid] = seq
-                }
-            }
-            let lastHandled = (registered.map(\.seq) + rejected.map(\.seq)).max()
+            let (acked, refused) = Self.register(registered, in: &s)
+            let lastHandled = (registered.map(\.item.seq) + rejected.map(\.seq)).max()
             if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
             if stoppedEarly || items.count == limit { s.moreMaybe = true }
-            return acked
+            return (acked, refused)
         }
         if registered.count > 0 { publishedCount.add(registered.count, ordering: .relaxed) }
-        for seq in alreadyAcked { settle(seq) }
+        for seq in alreadyAcked {
+            state.withLock { _ = $0.refusals.removeValue(forKey: seq) }
+            settle(seq)
+        }
+        for (item, reason) in refusedEarly { refused(item, reason: reason) }
         pump()
     }
 

@@ -7,7 +7,11 @@
 ///   retried after a growing backoff;
 /// - a session that ends after its CONNACK is counted as a reconnect; if it held for
 ///   `stableSeconds`, the backoff starts over, else it keeps growing, so a broker that drops
-///   callrelay at once (a bad event, a refused client) causes no reconnect storm.
+///   callrelay at once (a bad event, a refused client) causes no reconnect storm;
+/// - a CONNACK that refuses the session is logged once per distinct reason; with
+///   `mqtt.protocol = "auto"`, a refusal of MQTT 5 ("unsupported protocol version", which is also
+///   what libmosquitto reports when a 3.1.1-only broker answers a v5 CONNECT with its own CONNACK)
+///   switches the next CONNECT to 3.1.1, for the life of the process.
 package struct ConnectionLifecycle: Sendable, Equatable {
     package enum Action: Sendable, Equatable {
         /// Log a warning: `message`, with `reason`.
@@ -24,22 +28,53 @@ package struct ConnectionLifecycle: Sendable, Equatable {
 
     package static let unreachable = "broker unreachable, retrying with backoff"
     package static let failedBeforeHandshake = "broker connection failed before the MQTT handshake, retrying with backoff"
+    package static let refused = "broker refused the connection, retrying with backoff"
+    package static let fallingBack = "broker refused MQTT 5; connecting with MQTT 3.1.1 (mqtt.protocol = \"auto\")"
+    /// CONNACK reason 0x84 (MQTT 5), the code libmosquitto also reports for a 3.1.1 broker's
+    /// "unacceptable protocol version" answer to a v5 CONNECT.
+    package static let unsupportedProtocolVersion = 0x84
+
+    package let preference: MQTTProtocolPreference
+    /// The version of the next (or current) CONNECT.
+    private(set) package var protocolVersion: MQTTProtocolVersion
 
     package let stableSeconds: Double
     private(set) package var attempt = 0
     private(set) package var lastFailure: String?
     private(set) package var connectedSince: Double?
 
-    package init(stableSeconds: Double = 10) { self.stableSeconds = stableSeconds }
+    package init(stableSeconds: Double = 10, preference: MQTTProtocolPreference = .only(.v311)) {
+        self.stableSeconds = stableSeconds
+        self.preference = preference
+        self.protocolVersion = preference.first
+    }
 
     /// `mosquitto_connect` failed.
     package mutating func connectFailed(reason: String) -> [Action] {
         failure(ConnectionLifecycle.unreachable, reason: reason)
     }
 
-    /// The CONNACK accepted the session (first seen by the loop at `now`).
+    /// The CONNACK accepted the session at `now`.
     package mutating func connected(now: Double) {
         if connectedSince == nil { connectedSince = now }
+        lastFailure = nil
+    }
+
+    /// The CONNACK refused the session with `code` (`reason` is its text). The broker closes the
+    /// connection next, and `sessionEnded` decides the wait.
+    package mutating func connackRefused(code: Int, reason: String) -> [Action] {
+        if code == Self.unsupportedProtocolVersion, protocolVersion == .v5, preference == .auto {
+            protocolVersion = .v311
+            lastFailure = nil
+            // Not reported as a failure: the next CONNECT follows after the first backoff step.
+            return [.warn(message: Self.fallingBack, reason: reason)]
+        }
+        var actions: [Action] = []
+        if reason != lastFailure {
+            actions.append(.warn(message: Self.refused, reason: reason))
+            lastFailure = reason
+        }
+        return actions + [.reportDisconnected(reason: reason)]
     }
 
     /// `mosquitto_loop` returned an error: the session is over. `acknowledged` says whether
@@ -49,10 +84,14 @@ package struct ConnectionLifecycle: Sendable, Equatable {
             connectedSince = nil
             return failure(ConnectionLifecycle.failedBeforeHandshake, reason: reason)
         }
-        if let since = connectedSince, now - since >= stableSeconds { attempt = 0 }
+        defer { attempt += 1 }
+        guard let since = connectedSince else {
+            // Refused by its CONNACK (already reported): not a session that was lost.
+            return [.resetSession, .backOff(attempt: attempt)]
+        }
+        if now - since >= stableSeconds { attempt = 0 }
         connectedSince = nil
         lastFailure = nil
-        defer { attempt += 1 }
         return [.sessionLost, .resetSession, .backOff(attempt: attempt)]
     }
 

@@ -22,7 +22,7 @@ package final class Presence: Sendable {
 
     package func announce(online: Bool) {
         guard let client else { return }
-        if case .success(let mid) = client.publish(topic: topic, payload: Array((online ? "online" : "offline").utf8), qos: 1, retain: true) {
+        if case .success(let mid) = client.publish(topic: topic, payload: Array((online ? "online" : "offline").utf8), qos: .atLeastOnce, retain: true) {
             state.withLock { s in
                 s.pendingMids.insert(mid)
                 if !online { s.offlineMid = mid }

@@ -36,6 +36,18 @@ package struct OutboxRecord: Sendable, Equatable {
     package var eventID: String
     package var topic: String
     package var content: Content
+    package var callID: String?
+    /// `cdr` or `live`; nil for rows written by v0.1.0, which did not say.
+    package var kind: String?
+
+    package init(seq: Int64, eventID: String, topic: String, content: Content, callID: String? = nil, kind: String? = nil) {
+        self.seq = seq
+        self.eventID = eventID
+        self.topic = topic
+        self.content = content
+        self.callID = callID
+        self.kind = kind
+    }
 
     package enum Content: Sendable, Equatable {
         /// The payload to publish (just committed, from memory; or a row written by v0.1.0).

@@ -65,7 +65,7 @@ extension SQLiteOutbox {
             insertDeadLetter = try db.prepare(
                 "INSERT OR REPLACE INTO dead_letters(seq, reason, attempts, dead_at) VALUES (?1, ?2, ?3, ?4)")
             fetchRange = try db.prepare(
-                "SELECT seq, event_id, topic, kind, data, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                "SELECT seq, event_id, topic, kind, data, received_at, call_id FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             selectMaxSeq = try db.prepare("SELECT max(seq) FROM events")
             selectReceivedAt = try db.prepare("SELECT received_at FROM events WHERE seq = ?1")
             begin = try db.prepare("BEGIN IMMEDIATE")
@@ -137,7 +137,10 @@ extension SQLiteOutbox {
                     let data = s.blob(4)
                     let content: OutboxRecord.Content =
                         s.isNull(3) ? .payload(data) : .body(data, kind: s.text(3), receivedAtMilliseconds: s.int64(5))
-                    rows.append(OutboxRecord(seq: cursor, eventID: s.text(1), topic: s.text(2), content: content))
+                    rows.append(
+                        OutboxRecord(
+                            seq: cursor, eventID: s.text(1), topic: s.text(2), content: content, callID: s.isNull(6) ? nil : s.text(6),
+                            kind: s.isNull(3) ? nil : s.text(3)))
                 }
                 if seen < want { break }
             }
@@ -180,7 +183,7 @@ extension SQLiteOutbox {
                         insertEvent.bind(7, e.receivedAtMilliseconds)
                         try insertEvent.run()
                         outcomes.append(.stored(id: e.id))
-                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, content: .payload(e.payload)))
+                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, content: .payload(e.payload), callID: e.callID, kind: e.kind))
                         next += 1
                     }
                 }

@@ -30,7 +30,7 @@ struct ConfigurationValidTests {
                 password: "s3cret",
                 topicPrefix: "acme/telephony", qos: 2, keepaliveSeconds: 60, caFile: "\(tls)/ca.pem",
                 certFile: "\(tls)/client.pem", keyFile: "\(tls)/client.key", tlsInsecure: true, maxInflight: 250,
-                reconnectMinMilliseconds: 1000, reconnectMaxMilliseconds: 60000),
+                reconnectMinMilliseconds: 1000, reconnectMaxMilliseconds: 60000, protocolVersion: "3.1.1", messageExpirySeconds: 300),
             storage: .init(
                 path: "/data/callrelay/outbox.sqlite3", maxBytes: 2_147_483_648, retentionHours: 24,
                 synchronous: .normal),

@@ -50,7 +50,8 @@ final class RecordingTransport: DeliveryTransport {
 
     init(ackInsidePublish: Bool = false) { self.ackInsidePublish = ackInsidePublish }
 
-    func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
+    func publish(_ item: DeliveryItem) -> PublishAttempt {
+        let payload = item.payload
         let mid: Int32? = state.withLock { s in
             guard s.connected else { return nil }
             let mid = s.nextMid
@@ -101,7 +102,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func publishesInOrderAndNeverExceedsTheWindow() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 8, pollIntervalMilliseconds: 0, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 8, pollIntervalMilliseconds: 0, logger: logger)
         store.add(100)
         pump.connected()
         for _ in 0..<200 {
@@ -117,7 +118,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func nothingIsPublishedWhileDisconnectedAndEverythingAfterConnect() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 50, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 50, logger: logger)
         store.add(10)
         pump.eventsCommitted()
         usleep(50_000)
@@ -131,7 +132,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func afterAReconnectTheUnacknowledgedArePublishedAgainThenTheRestInOrder() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 100, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 100, logger: logger)
         pump.connected()
         store.add(5)
         pump.eventsCommitted()
@@ -152,7 +153,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func anAckArrivingBeforeRegistrationIsNotLost() {
         let store = MemoryStore()
         let transport = RecordingTransport(ackInsidePublish: true)
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 4, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 4, logger: logger)
         transport.pumpRef.pump = pump
         store.add(50)
         pump.connected()
@@ -163,7 +164,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func aDroppedSessionRewindsAndRepublishesTheUnacknowledgedWindow() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 10, logger: logger)
         store.add(6)
         pump.connected()
         #expect(eventually { transport.publishedSeqs.count == 6 })
@@ -182,7 +183,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         // The "broker" drops the connection whenever seq 3 is in flight.
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, maxAttempts: 4, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 10, maxAttempts: 4, logger: logger)
         store.add(8)
         pump.connected()
         for _ in 0..<20 {
@@ -210,13 +211,13 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func anUnsendableEventIsDeadLetteredAtOnce() {
         final class Rejecting: DeliveryTransport {
             let inner = RecordingTransport()
-            func publish(topic: String, payload: [UInt8], qos: Int32) -> PublishAttempt {
-                String(decoding: payload, as: UTF8.self) == "2" ? .rejected("payload too large") : inner.publish(topic: topic, payload: payload, qos: qos)
+            func publish(_ item: DeliveryItem) -> PublishAttempt {
+                String(decoding: item.payload, as: UTF8.self) == "2" ? .rejected("payload too large") : inner.publish(item)
             }
         }
         let store = MemoryStore()
         let transport = Rejecting()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 10, logger: logger)
         store.add(3)
         pump.connected()
         #expect(eventually { transport.inner.publishedSeqs == [1, 3] })
@@ -228,7 +229,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
     @Test func drainWaitsForAcknowledgementsThenReportsWhatIsLeft() {
         let store = MemoryStore()
         let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, qos: 1, window: 10, logger: logger)
+        let pump = DeliveryPump(store: store, transport: transport, window: 10, logger: logger)
         store.add(6)
         pump.connected()
         #expect(eventually { transport.publishedSeqs.count == 6 })
@@ -236,7 +237,7 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         #expect(pump.drain(timeoutMilliseconds: 5000) == 0)
         #expect(store.deliveredSeqs.count == 6)
 
-        let stuck = DeliveryPump(store: MemoryStore(), transport: RecordingTransport(), qos: 1, window: 10, logger: logger)
+        let stuck = DeliveryPump(store: MemoryStore(), transport: RecordingTransport(), window: 10, logger: logger)
         #expect(stuck.drain(timeoutMilliseconds: 10) == 0)
     }
 }

@@ -54,4 +54,41 @@ import Testing
         l.connected(now: 9)
         #expect(l.connectedSince == 5)
     }
+
+    @Test func autoFallsBackTo311WhenTheCONNACKRefusesTheProtocolVersion() {
+        var l = L(preference: .auto)
+        #expect(l.protocolVersion == .v5)
+        #expect(l.connackRefused(code: 0x84, reason: "unsupported protocol version") == [
+            .warn(message: L.fallingBack, reason: "unsupported protocol version")
+        ], "not reported as a failure: send-test and check-config keep waiting for the 3.1.1 CONNACK")
+        #expect(l.protocolVersion == .v311)
+        #expect(l.sessionEnded(acknowledged: true, reason: "protocol error", now: 1) == [.resetSession, .backOff(attempt: 0)],
+            "a refused CONNACK is not a lost session")
+        #expect(l.connackRefused(code: 0x84, reason: "unsupported protocol version") == [
+            .warn(message: L.refused, reason: "unsupported protocol version"),
+            .reportDisconnected(reason: "unsupported protocol version"),
+        ], "3.1.1 refused too: no further fallback")
+        #expect(l.protocolVersion == .v311)
+    }
+
+    @Test func anExplicitVersionNeverFallsBack() {
+        var l = L(preference: .only(.v5))
+        #expect(l.connackRefused(code: 0x84, reason: "unsupported protocol version").first
+            == .warn(message: L.refused, reason: "unsupported protocol version"))
+        #expect(l.protocolVersion == .v5)
+        var old = L(preference: .only(.v311))
+        #expect(old.protocolVersion == .v311)
+        _ = old.connackRefused(code: 0x84, reason: "x")
+        #expect(old.protocolVersion == .v311)
+    }
+
+    @Test func otherRefusalsAreLoggedOnceUntilASessionSucceeds() {
+        var l = L(preference: .auto)
+        #expect(l.connackRefused(code: 0x86, reason: "bad user name or password").count == 2)
+        _ = l.sessionEnded(acknowledged: true, reason: "closed", now: 1)
+        #expect(l.connackRefused(code: 0x86, reason: "bad user name or password") == [.reportDisconnected(reason: "bad user name or password")])
+        #expect(l.protocolVersion == .v5, "only a protocol refusal changes the version")
+        l.connected(now: 2)
+        #expect(l.connackRefused(code: 0x86, reason: "bad user name or password").count == 2, "logged again after a good session")
+    }
 }

@@ -8,9 +8,9 @@ package struct MQTTConnectionOptions: Sendable {
     package struct Will: Sendable {
         package var topic: String
         package var payload: [UInt8]
-        package var qos: Int32
+        package var qos: MQTTQoS
         package var retain: Bool
-        package init(topic: String, payload: [UInt8], qos: Int32, retain: Bool) {
+        package init(topic: String, payload: [UInt8], qos: MQTTQoS, retain: Bool) {
             self.topic = topic
             self.payload = payload
             self.qos = qos
@@ -35,6 +35,8 @@ package struct MQTTConnectionOptions: Sendable {
     /// Messages libmosquitto keeps in flight (MQTT receive maximum on our side).
     package var maxInflight = 100
     package var backoff = ReconnectBackoff(minimumMilliseconds: 500, maximumMilliseconds: 30_000)
+    /// `mqtt.protocol`.
+    package var protocolPreference: MQTTProtocolPreference = .auto
 
     package init(host: String, port: Int, clientID: String) {
         self.host = host
@@ -45,14 +47,25 @@ package struct MQTTConnectionOptions: Sendable {
 
 /// What the client reports, on its network thread.
 package enum MQTTClientEvent: Sendable {
-    /// CONNACK accepted.
-    case connected
+    /// CONNACK accepted, with what it said about the session.
+    case connected(MQTTSessionInfo)
     /// The connection is gone (or a connect attempt failed); `reason` is for the log.
     case disconnected(reason: String)
-    /// The broker acknowledged message `mid` (PUBACK/PUBCOMP; QoS 0: written to the socket).
-    case published(mid: Int32)
+    /// The broker answered message `mid`: PUBACK, PUBCOMP, or (MQTT 5) a PUBREC refusing it; QoS 0:
+    /// written to the socket. `reason` ≥ 0x80 means the broker did not take it (on 3.1.1 it is
+    /// always 0: a broker that drops the message cannot say so).
+    case published(mid: Int32, reason: MQTTReasonCode)
     /// A message arrived on a subscription.
-    case message(topic: String, payload: [UInt8])
+    case message(MQTTMessage)
+}
+
+/// A message received on a subscription.
+package struct MQTTMessage: Sendable {
+    package var topic: String
+    package var payload: [UInt8]
+    package var retain: Bool
+    /// MQTT 5 properties (empty on 3.1.1).
+    package var properties: MQTTPublishProperties
 }
 
 /// The one Swift type around a libmosquitto client handle. Every `mosquitto_*` call of callrelay is
@@ -79,6 +92,9 @@ package final class MosquittoClient: Sendable {
         var lastLibraryError: String?
         /// A CONNACK or a disconnect callback arrived since the last connect attempt began.
         var attemptReported = false
+        var lifecycle: ConnectionLifecycle
+        /// What the last accepted CONNACK said (nil until the first).
+        var session: MQTTSessionInfo?
     }
 
     private static let libraryInit: Bool = {
@@ -91,13 +107,17 @@ package final class MosquittoClient: Sendable {
     /// Held around every use of the handle from outside the network thread, and while the
     /// network thread reinitialises it.
     private let handleLock = Mutex(())
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let onEvent: @Sendable (MQTTClientEvent) -> Void
     private let logger: Logger
     package let reconnects = Atomic<Int>(0)
     /// SUBACKs received (every subscription, after every connect); lets a caller wait until its
     /// subscription is active before causing the message it waits for.
     package let subscriptionsAcknowledged = Atomic<Int>(0)
+    private let reasons = Mutex<[MQTTReasonCode: Int]>([:])
+
+    /// Acknowledgements received so far, by reason code (3.1.1: all `success`).
+    package var acknowledgementsByReason: [MQTTReasonCode: Int] { reasons.withLock { $0 } }
 
     package init(
         options: MQTTConnectionOptions, logger: Logger = Logger(label: "callrelay.mqtt"),
@@ -108,6 +128,7 @@ package final class MosquittoClient: Sendable {
             throw MosquittoError(code: Int32(MOSQ_ERR_NOMEM.rawValue))
         }
         self.options = options
+        self.state = Mutex(State(lifecycle: ConnectionLifecycle(preference: options.protocolPreference)))
         self.handle = Handle(raw: raw)
         self.onEvent = onEvent
         self.logger = logger
@@ -122,13 +143,16 @@ package final class MosquittoClient: Sendable {
     /// Applies every option to a fresh (or reinitialised) handle.
     private func configure(_ raw: OpaquePointer) throws(MosquittoError) {
         mosquitto_user_data_set(raw, Unmanaged.passUnretained(self).toOpaque())
-        mosquitto_connect_callback_set(raw, onConnectC)
-        mosquitto_disconnect_callback_set(raw, onDisconnectC)
-        mosquitto_publish_callback_set(raw, onPublishC)
-        mosquitto_message_callback_set(raw, onMessageC)
+        // The v5 callbacks also serve 3.1.1 sessions (reason codes 0, no properties); the v3
+        // publish callback is not called for a PUBREC that refuses a message.
+        mosquitto_connect_v5_callback_set(raw, onConnectC)
+        mosquitto_disconnect_v5_callback_set(raw, onDisconnectC)
+        mosquitto_publish_v5_callback_set(raw, onPublishC)
+        mosquitto_message_v5_callback_set(raw, onMessageC)
         mosquitto_subscribe_callback_set(raw, onSubscribeC)
         mosquitto_threaded_set(raw, true)
-        mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
+        let version = state.withLock { $0.lifecycle.protocolVersion }
+        mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, version == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311)
         mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1)
         mosquitto_max_inflight_messages_set(raw, UInt32(max(1, options.maxInflight)))
         if let username = options.username, !username.isEmpty {
@@ -136,7 +160,7 @@ package final class MosquittoClient: Sendable {
         }
         if let will = options.will {
             try check(will.payload.withUnsafeBytes { buf in
-                mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+                mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos.rawValue), will.retain)
             })
         }
         if options.caFile != nil || options.certFile != nil {
@@ -163,6 +187,13 @@ package final class MosquittoClient: Sendable {
 
     package var isConnected: Bool { state.withLock { $0.connected } }
 
+    /// What the broker's last accepted CONNACK said (nil before the first).
+    package var session: MQTTSessionInfo? { state.withLock { $0.session } }
+
+    /// The version the next (or current) CONNECT uses: `mqtt.protocol`, or 3.1.1 after "auto"
+    /// fell back.
+    package var protocolVersion: MQTTProtocolVersion { state.withLock { $0.lifecycle.protocolVersion } }
+
     // MARK: Network thread
 
     /// Starts the network thread; it connects and keeps reconnecting until `stop()`.
@@ -187,7 +218,6 @@ package final class MosquittoClient: Sendable {
 
     private func runLoop() {
         let raw = handle.raw
-        var lifecycle = ConnectionLifecycle()
         while isRunning {
             // libmosquitto's log is only listened to while connecting: it formats a line per packet,
             // and connecting is when its error lines explain something (the OpenSSL reason of a TLS
@@ -196,7 +226,8 @@ package final class MosquittoClient: Sendable {
             state.withLock { $0.attemptReported = false }
             let rc = mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
             if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
-                perform(lifecycle.connectFailed(reason: failureReason(rc)))
+                let reason = failureReason(rc)
+                perform(state.withLock { $0.lifecycle.connectFailed(reason: reason) })
                 continue
             }
             // Run the session until the connection drops.
@@ -207,11 +238,10 @@ package final class MosquittoClient: Sendable {
                     loopError = rc
                     break
                 }
-                if lifecycle.connectedSince == nil, isConnected { lifecycle.connected(now: monotonicSeconds()) }
             }
             guard isRunning, !state.withLock({ $0.stopRequested }) else { break }
-            let acknowledged = state.withLock { $0.attemptReported }
-            perform(lifecycle.sessionEnded(acknowledged: acknowledged, reason: failureReason(loopError), now: monotonicSeconds()))
+            let reason = failureReason(loopError)
+            perform(state.withLock { s in s.lifecycle.sessionEnded(acknowledged: s.attemptReported, reason: reason, now: monotonicSeconds()) })
         }
     }
 
@@ -267,46 +297,101 @@ package final class MosquittoClient: Sendable {
 
     // MARK: Operations (any thread)
 
-    /// Queues a message. Returns its message id; the `.published(mid:)` event reports the broker's
-    /// acknowledgement. The payload is copied by libmosquitto before this returns.
-    package func publish(topic: String, payload: [UInt8], qos: Int32, retain: Bool = false) -> Result<Int32, MosquittoError> {
+    /// Queues a message. Returns its message id; the `.published` event reports the broker's
+    /// answer. The payload and properties are copied by libmosquitto before this returns.
+    /// `properties` are sent on an MQTT 5 session only (libmosquitto refuses a 3.1.1 publish that
+    /// carries any).
+    package func publish(
+        topic: String, payload: [UInt8], qos: MQTTQoS, retain: Bool = false, properties: MQTTPublishProperties = MQTTPublishProperties()
+    ) -> Result<Int32, MosquittoError> {
         var mid: Int32 = 0
+        let v5 = !properties.isEmpty && protocolVersion == .v5
+        var list: OpaquePointer? = nil
+        defer { if list != nil { mosquitto_property_free_all(&list) } }
+        if v5 {
+            let rc = Self.build(properties, into: &list)
+            if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) { return .failure(MosquittoError(code: rc)) }
+        }
         let rc = handleLock.withLock { _ in
             payload.withUnsafeBytes { buf in
-                mosquitto_publish(handle.raw, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+                mosquitto_publish_v5(handle.raw, &mid, topic, Int32(buf.count), buf.baseAddress, Int32(qos.rawValue), retain, list)
             }
         }
         return rc == Int32(MOSQ_ERR_SUCCESS.rawValue) ? .success(mid) : .failure(MosquittoError(code: rc))
     }
 
+    private static func build(_ p: MQTTPublishProperties, into list: inout OpaquePointer?) -> Int32 {
+        var rc = Int32(MOSQ_ERR_SUCCESS.rawValue)
+        func add(_ r: Int32) { if rc == Int32(MOSQ_ERR_SUCCESS.rawValue) { rc = r } }
+        if p.payloadIsUTF8 { add(mosquitto_property_add_byte(&list, Int32(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR.rawValue), 1)) }
+        if let type = p.contentType { add(mosquitto_property_add_string(&list, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), type)) }
+        if let expiry = p.messageExpirySeconds {
+            add(mosquitto_property_add_int32(&list, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), expiry))
+        }
+        for (name, value) in p.userProperties {
+            add(mosquitto_property_add_string_pair(&list, Int32(MQTT_PROP_USER_PROPERTY.rawValue), name, value))
+        }
+        return rc
+    }
+
     /// Subscribes now (if connected) and again after every reconnect.
-    package func subscribe(topic: String, qos: Int32) {
+    package func subscribe(topic: String, qos: MQTTQoS) {
+        let q = Int32(qos.rawValue)
         let connected = state.withLock { s in
-            s.subscriptions.append((topic, qos))
+            s.subscriptions.append((topic, q))
             return s.connected
         }
-        if connected { handleLock.withLock { _ in _ = mosquitto_subscribe(handle.raw, nil, topic, qos) } }
+        if connected { handleLock.withLock { _ in _ = mosquitto_subscribe(handle.raw, nil, topic, q) } }
     }
 
     // MARK: Callbacks (network thread)
 
-    fileprivate func handleConnect(rc: Int32) {
-        state.withLock { $0.attemptReported = true }
+    fileprivate func handleConnect(rc: Int32, properties: OpaquePointer?) {
         guard rc == 0 else {
-            logger.error(
-                "broker refused the connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(connackDescription(rc))"])
-            onEvent(.disconnected(reason: connackDescription(rc)))
+            let reason = connackDescription(rc)
+            perform(state.withLock { s in
+                s.attemptReported = true
+                return s.lifecycle.connackRefused(code: Int(rc), reason: reason)
+            })
             return
         }
         mosquitto_log_callback_set(handle.raw, nil)
-        let subscriptions = state.withLock { s in
+        let (subscriptions, info) = state.withLock { s in
+            s.attemptReported = true
             s.connected = true
             s.lastLibraryError = nil
-            return s.subscriptions
+            s.lifecycle.connected(now: monotonicSeconds())
+            let info = Self.sessionInfo(version: s.lifecycle.protocolVersion, connack: properties)
+            s.session = info
+            return (s.subscriptions, info)
         }
         for (topic, qos) in subscriptions { mosquitto_subscribe(handle.raw, nil, topic, qos) }
-        logger.info("connected to broker", metadata: ["broker": "\(options.host):\(options.port)", "client_id": "\(options.clientID)"])
-        onEvent(.connected)
+        var metadata: Logger.Metadata = [
+            "broker": "\(options.host):\(options.port)", "client_id": "\(options.clientID)", "protocol": "\(info.protocolVersion)",
+        ]
+        if let max = info.receiveMaximum { metadata["receive_maximum"] = "\(max)" }
+        if let size = info.maximumPacketSize { metadata["maximum_packet_size"] = "\(size)" }
+        logger.info("connected to broker", metadata: metadata)
+        if !info.retainAvailable {
+            logger.warning(
+                "the broker does not support retained messages: the retained presence topic is published without retain",
+                metadata: ["broker": "\(options.host):\(options.port)"])
+        }
+        onEvent(.connected(info))
+    }
+
+    private static func sessionInfo(version: MQTTProtocolVersion, connack: OpaquePointer?) -> MQTTSessionInfo {
+        var info = MQTTSessionInfo(protocolVersion: version)
+        guard version == .v5, let connack else { return info }
+        var u16: UInt16 = 0
+        if mosquitto_property_read_int16(connack, Int32(MQTT_PROP_RECEIVE_MAXIMUM.rawValue), &u16, false) != nil { info.receiveMaximum = Int(u16) }
+        var byte: UInt8 = 1
+        if mosquitto_property_read_byte(connack, Int32(MQTT_PROP_RETAIN_AVAILABLE.rawValue), &byte, false) != nil { info.retainAvailable = byte != 0 }
+        var u32: UInt32 = 0
+        if mosquitto_property_read_int32(connack, Int32(MQTT_PROP_MAXIMUM_PACKET_SIZE.rawValue), &u32, false) != nil {
+            info.maximumPacketSize = Int(u32)
+        }
+        return info
     }
 
     fileprivate func handleDisconnect(rc: Int32) {
@@ -322,7 +407,11 @@ package final class MosquittoClient: Sendable {
         onEvent(.disconnected(reason: reason))
     }
 
-    fileprivate func handlePublish(mid: Int32) { onEvent(.published(mid: mid)) }
+    fileprivate func handlePublish(mid: Int32, reason: Int32) {
+        let code = MQTTReasonCode(Int(reason))
+        reasons.withLock { $0[code, default: 0] += 1 }
+        onEvent(.published(mid: mid, reason: code))
+    }
 
     fileprivate func handleSubscribe() { subscriptionsAcknowledged.add(1, ordering: .relaxed) }
 
@@ -342,14 +431,40 @@ package final class MosquittoClient: Sendable {
         return "\(reason): \(detail)"
     }
 
-    fileprivate func handleMessage(_ message: UnsafePointer<mosquitto_message>) {
+    fileprivate func handleMessage(_ message: UnsafePointer<mosquitto_message>, properties: OpaquePointer?) {
         let m = message.pointee
         let topic = m.topic.map { String(cString: $0) } ?? ""
         var payload: [UInt8] = []
         if let p = m.payload, m.payloadlen > 0 {
             payload = Array(UnsafeRawBufferPointer(start: p, count: Int(m.payloadlen)))
         }
-        onEvent(.message(topic: topic, payload: payload))
+        onEvent(.message(MQTTMessage(topic: topic, payload: payload, retain: m.retain, properties: Self.read(properties))))
+    }
+
+    private static func read(_ list: OpaquePointer?) -> MQTTPublishProperties {
+        var p = MQTTPublishProperties()
+        var byte: UInt8 = 0
+        if mosquitto_property_read_byte(list, Int32(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR.rawValue), &byte, false) != nil { p.payloadIsUTF8 = byte == 1 }
+        var text: UnsafeMutablePointer<CChar>? = nil
+        if mosquitto_property_read_string(list, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), &text, false) != nil, let text {
+            p.contentType = String(cString: text)
+            free(text)
+        }
+        var u32: UInt32 = 0
+        if mosquitto_property_read_int32(list, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), &u32, false) != nil { p.messageExpirySeconds = u32 }
+        var cursor = list
+        var skipFirst = false
+        while true {
+            var name: UnsafeMutablePointer<CChar>? = nil
+            var value: UnsafeMutablePointer<CChar>? = nil
+            guard let found = mosquitto_property_read_string_pair(cursor, Int32(MQTT_PROP_USER_PROPERTY.rawValue), &name, &value, skipFirst) else { break }
+            if let name, let value { p.userProperties.append((String(cString: name), String(cString: value))) }
+            free(name)
+            free(value)
+            cursor = found
+            skipFirst = true
+        }
+        return p
     }
 }
 
@@ -370,14 +485,14 @@ private func client(_ obj: UnsafeMutableRawPointer?) -> MosquittoClient? {
 
 // File-scope, non-capturing: safe as C function pointers from libmosquitto's thread (see
 // docs/architecture.md: a closure formed in @MainActor code would trap at the first call).
-private func onConnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32) {
-    client(obj)?.handleConnect(rc: rc)
+private func onConnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32, _ flags: Int32, _ props: OpaquePointer?) {
+    client(obj)?.handleConnect(rc: rc, properties: props)
 }
-private func onDisconnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32) {
+private func onDisconnectC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32, _ props: OpaquePointer?) {
     client(obj)?.handleDisconnect(rc: rc)
 }
-private func onPublishC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32) {
-    client(obj)?.handlePublish(mid: mid)
+private func onPublishC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ reason: Int32, _ props: OpaquePointer?) {
+    client(obj)?.handlePublish(mid: mid, reason: reason)
 }
 private func onSubscribeC(
     _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ count: Int32, _ granted: UnsafePointer<Int32>?
@@ -388,7 +503,9 @@ private func onLogC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ l
     guard let text, level & Int32(MOSQ_LOG_ERR) != 0 else { return }
     client(obj)?.handleLog(level: level, text: String(cString: text))
 }
-private func onMessageC(_ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?) {
+private func onMessageC(
+    _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?, _ props: OpaquePointer?
+) {
     guard let message else { return }
-    client(obj)?.handleMessage(message)
+    client(obj)?.handleMessage(message, properties: props)
 }

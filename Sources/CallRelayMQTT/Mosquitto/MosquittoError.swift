@@ -10,6 +10,8 @@ package struct MosquittoError: Error, Sendable, Equatable, CustomStringConvertib
 
     /// The client is not connected (publishing may be retried after reconnecting).
     package var isNotConnected: Bool { code == Int32(MOSQ_ERR_NO_CONN.rawValue) }
+    /// The broker's Maximum Packet Size (MQTT 5) is smaller than the message.
+    package var isOversize: Bool { code == Int32(MOSQ_ERR_OVERSIZE_PACKET.rawValue) }
     /// The message can never be sent (too large for the protocol or the broker).
     package var isPermanent: Bool {
         code == Int32(MOSQ_ERR_PAYLOAD_SIZE.rawValue) || code == Int32(MOSQ_ERR_OVERSIZE_PACKET.rawValue)
@@ -17,7 +19,8 @@ package struct MosquittoError: Error, Sendable, Equatable, CustomStringConvertib
     }
 }
 
-/// The text of a CONNACK return code (`mosquitto_connack_string`), e.g. "Connection Refused: not authorised."
+/// The text of a CONNACK return code: 3.1.1's (`mosquitto_connack_string`), e.g. "Connection
+/// Refused: not authorised.", or MQTT 5's reason code (`mosquitto_reason_string`).
 package func connackDescription(_ code: Int32) -> String {
-    String(cString: mosquitto_connack_string(code))
+    code < 0x80 ? String(cString: mosquitto_connack_string(code)) : String(cString: mosquitto_reason_string(code)) + " (CONNACK 0x\(String(code, radix: 16)))"
 }
