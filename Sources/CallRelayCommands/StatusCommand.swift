@@ -27,6 +27,7 @@ struct StatusCommand: ParsableCommand {
 
         let agent = AgentProbe.probe(configuration.http)
         printLine("agent:         \(agent.summary)")
+        for line in agent.details { printLine("               \(line)") }
 
         let path = configuration.storage.path
         printLine("outbox:        \(path)")
@@ -53,30 +54,70 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-/// Asks the running agent for its state through `GET /metrics`.
+/// Asks the running agent for its state through `GET /metrics` (on `http.admin_listen` when
+/// that is set).
 struct AgentProbe {
     var running: Bool
     var summary: String
+    /// Further lines about the broker session (protocol, window, refusals), when running.
+    var details: [String] = []
 
     static func probe(_ http: RelayConfiguration.HTTP) -> AgentProbe {
-        let address = http.localAddress
+        let address = http.adminLocalAddress ?? http.localAddress
         let client = HTTPClient(host: address.host, port: address.port, timeoutMilliseconds: 2000)
         do {
             let response = try client.request(method: "GET", path: "/metrics", headers: [], body: [])
             guard response.status == 200 else {
                 return AgentProbe(running: true, summary: "something answers on \(client.authority) with HTTP \(response.status); is it callrelay?")
             }
-            let connected = response.bodyText.split(separator: "\n").contains { $0 == "callrelay_mqtt_connected 1" }
+            let metrics = MetricsSample(text: response.bodyText)
+            let connected = metrics.value("callrelay_mqtt_connected") == 1
+            let version = metrics.value("callrelay_mqtt_protocol_info", label: "version=\"5\"") == 1 ? "MQTT 5" : "MQTT 3.1.1"
+            let window = metrics.value("callrelay_mqtt_inflight_window").map { ", in-flight window \(Int($0))" } ?? ""
+            var details: [String] = []
+            if metrics.value("callrelay_mqtt_retain_available") == 0 {
+                details.append("the broker does not keep retained messages: the presence topic is not retained")
+            }
+            let refused = Int(metrics.value("callrelay_mqtt_refused_total") ?? 0)
+            if refused > 0 {
+                let waiting = Int(metrics.value("callrelay_mqtt_retry_waiting_messages") ?? 0)
+                details.append("publishes refused by the broker: \(refused) (\(waiting) waiting for a retry; reasons in the agent's log and below)")
+            }
             return AgentProbe(
                 running: true,
-                summary: "running on \(client.authority); broker \(connected ? "connected" : "NOT connected (see the agent's log)")")
+                summary: "running on \(client.authority); broker \(connected ? "connected (\(version)\(window))" : "NOT connected (see the agent's log)")",
+                details: details)
         } catch {
             return AgentProbe(running: false, summary: "not running (\(error))")
         }
     }
 }
 
+/// The samples of a Prometheus text page, looked up by name (and one label).
+struct MetricsSample {
+    private var lines: [Substring]
+    init(text: String) { lines = text.split(separator: "\n").filter { !$0.hasPrefix("#") } }
+
+    func value(_ name: String, label: String? = nil) -> Double? {
+        let prefix = label.map { "\(name){\($0)}" } ?? name
+        for line in lines where line.hasPrefix(prefix + " ") {
+            return Double(line.dropFirst(prefix.count + 1))
+        }
+        return nil
+    }
+}
+
 extension RelayConfiguration.HTTP {
+    /// `http.admin_listen` as a local tool reaches it, when set.
+    var adminLocalAddress: (host: String, port: Int)? {
+        guard let host = adminHost, let port = adminPort else { return nil }
+        switch host {
+        case "", "0.0.0.0": return ("127.0.0.1", port)
+        case "::", "[::]": return ("::1", port)
+        default: return (host, port)
+        }
+    }
+
     /// Where a local tool reaches the agent: `http.listen`, a wildcard address replaced by loopback.
     var localAddress: (host: String, port: Int) {
         switch listenHost {

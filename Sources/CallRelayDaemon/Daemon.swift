@@ -30,7 +30,12 @@ package final class Daemon: Sendable {
     /// The port the admin listener bound, when there is one.
     package var adminPort: Int? { admin?.localPort }
 
-    package static func start(configuration: RelayConfiguration, logger: Logger) async throws -> Daemon {
+    /// - Parameter retryDelayMilliseconds: the wait before re-publishing an event the broker
+    ///   refused, by attempt (tests shorten it; default `DeliveryPump.defaultRetryDelay`).
+    package static func start(
+        configuration: RelayConfiguration, logger: Logger,
+        retryDelayMilliseconds: @escaping @Sendable (Int) -> Int = DeliveryPump.defaultRetryDelay
+    ) async throws -> Daemon {
         let c = configuration
         // Opening (migration, recovery) and counting block: they run on NIO's blocking pool,
         // never on the Swift concurrency pool.
@@ -69,7 +74,7 @@ package final class Daemon: Sendable {
         let pump = DeliveryPump(
             store: OutboxDeliveryStore(outbox: outbox),
             transport: MosquittoTransport(client: client, qos: qos, messageExpirySeconds: c.mqtt.messageExpirySeconds),
-            window: c.mqtt.maxInflight, logger: logger.with(label: "delivery"))
+            window: c.mqtt.maxInflight, retryDelayMilliseconds: retryDelayMilliseconds, logger: logger.with(label: "delivery"))
         pumpBox.pump = pump
         outbox.setCommittedListener { pump.eventsCommitted() }
         client.start()

@@ -41,7 +41,7 @@ public final class MosquittoBroker: @unchecked Sendable {
     private let extraConfig: String
     private let tls: TLSListener?
     private let persistent: Bool
-    private var pid: pid_t?
+    public private(set) var pid: pid_t?
 
     /// - Parameters:
     ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`).

@@ -117,12 +117,16 @@ struct FaultTests {
         #expect(try SQLiteOutbox.inspect(path: configuration.storage.path).pending + SQLiteOutbox.inspect(path: configuration.storage.path).delivered == 1)
     }
 
-    @Test func aPoisonEventIsDeadLetteredAndTheEventsBehindItFlow() async throws {
-        // mosquitto drops a client that sends a packet over max_packet_size.
+    /// On 3.1.1, mosquitto drops a client that sends a packet over max_packet_size, and the pump
+    /// finds the culprit by its drops. On MQTT 5 the CONNACK says the limit, libmosquitto refuses
+    /// the publish with MOSQ_ERR_OVERSIZE_PACKET, and the event is dead-lettered at once.
+    @Test(arguments: ["5", "3.1.1"])
+    func aPoisonEventIsDeadLetteredAndTheEventsBehindItFlow(protocolVersion: String) async throws {
         let broker = try MosquittoBroker(extraConfig: "max_packet_size 8192")
         let collector = try MessageCollector(port: broker.port, topic: "piopiy/+/live/#")
-        let daemon = try await Daemon.start(
-            configuration: testConfiguration(brokerPort: broker.port, directory: temporaryDirectory()), logger: testLogger())
+        var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+        configuration.mqtt.protocolVersion = protocolVersion
+        let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
 
         var small: [String] = []
         for n in 0..<3 { small.append(try post(daemon.httpPort, liveEvent(call: "poison-call", n: n)).json?["id"] as? String ?? "") }
@@ -141,10 +145,17 @@ struct FaultTests {
         #expect(letters.count == 1)
         #expect(letters.first?.eventID == poison.json?["id"] as? String)
         #expect((letters.first?.attempts ?? 0) >= 1)
+        if protocolVersion == "5" {
+            #expect(letters.first?.attempts == 1, "no reconnects to find it: the broker said its limit")
+            #expect(daemon.client.reconnects.load(ordering: .relaxed) == 0)
+            #expect(letters.first?.reason.contains("maximum packet size 8192") == true, "\(letters.first?.reason ?? "")")
+        } else {
+            #expect(daemon.client.reconnects.load(ordering: .relaxed) >= 1, "3.1.1 cannot know the limit: the broker drops the connection")
+        }
         // Order of the small ones (one call) is kept.
         let order = received.compactMap { ($0.json?["raw"] as? [String: Any])?["n"] as? Int }.filter { $0 < 100 }
         #expect(order.uniqued() == Array(0..<20))
-        print("poison: \(small.count) small delivered, dead letter attempts \(letters.first?.attempts ?? 0), reconnects \(daemon.client.reconnects.load(ordering: .relaxed))")
+        print("poison (MQTT \(protocolVersion)): \(small.count) small delivered, dead letter attempts \(letters.first?.attempts ?? 0), reconnects \(daemon.client.reconnects.load(ordering: .relaxed))")
         await daemon.shutdown()
         collector.stop()
     }

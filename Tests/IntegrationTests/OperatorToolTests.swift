@@ -81,6 +81,9 @@ struct OperatorToolTests {
         let status = try CLITests.run(["status", "--config", file.path])
         #expect(status.stdout.contains("dead letters: 1"), "\(status.stdout)")
         #expect(status.stdout.contains(poison ?? "?"), "dead letters are listed by id")
+        // Commit the delivery marks still waiting (~100 ms) so that `replay`, another process,
+        // sees a and b as delivered.
+        _ = try daemon.outbox.stats()
 
         // Only call b, while the agent runs: published again within about a second.
         let one = try CLITests.run(["replay", "--config", file.path, "--since", "1h", "--call", "replay-b"])
