@@ -213,6 +213,12 @@ struct TOMLParserTests {
         #expect(Suggestions.editDistance("prot", "port") == 1)
         #expect(Suggestions.editDistance("kitten", "sitting") == 3)
         #expect(Suggestions.editDistance("", "abc") == 3)
+        // The bounded form agrees with the full one within its limit, and gives up past it.
+        for (x, y) in [("prot", "port"), ("kitten", "sitting"), ("qos", "qso"), ("host", "hots"), ("max_inflight", "max_inflihgt"), ("", "ab")] {
+            let full = Suggestions.editDistance(x, y)
+            #expect(Suggestions.editDistance(x, y, limit: 2) == (full <= 2 ? full : nil), "\(x) \(y)")
+        }
+        #expect(Suggestions.editDistance("abcdefgh", "zzzzzzzz", limit: 2) == nil)
         #expect(Suggestions.closest(to: "MQTT", among: ["http", "mqtt"]) == "mqtt")
         #expect(Suggestions.closest(to: "mqt", among: ["http", "mqtt"]) == "mqtt")
         #expect(Suggestions.closest(to: "database", among: ["http", "mqtt"]) == nil)
