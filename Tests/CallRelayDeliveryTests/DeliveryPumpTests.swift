@@ -27,12 +27,13 @@ final class MemoryStore: DeliveryStore {
     func markDelivered(_ seq: Int64) { delivered.withLock { $0.append(seq) } }
     var deliveredSeqs: [Int64] { delivered.withLock { $0 } }
 
-    private let dead = Mutex<[(seq: Int64, attempts: Int)]>([])
+    private let dead = Mutex<[(seq: Int64, attempts: Int, reason: String)]>([])
     func deadLetter(_ seq: Int64, reason: String, attempts: Int) {
-        dead.withLock { $0.append((seq, attempts)) }
+        dead.withLock { $0.append((seq, attempts, reason)) }
         delivered.withLock { $0.append(seq) }  // gone from the queue, like the outbox does
     }
     var deadSeqs: [Int64] { dead.withLock { $0.map(\.seq) } }
+    var deadLetters: [(seq: Int64, attempts: Int, reason: String)] { dead.withLock { $0 } }
 }
 
 /// A transport that records publishes; acks are released by the test (or immediately).
@@ -81,6 +82,17 @@ final class RecordingTransport: DeliveryTransport {
     }
 
     var publishedSeqs: [Int64] { state.withLock { $0.published.map(\.seq) } }
+
+    /// Answers the unacked publishes of `seq` with a refusal, the others with an ack.
+    func answer(refusing seq: Int64, reason: String, pump: DeliveryPump) {
+        let answers: [(mid: Int32, refuse: Bool)] = state.withLock { s in
+            let bySeq = Dictionary(s.published.map { ($0.mid, $0.seq) }, uniquingKeysWith: { a, _ in a })
+            let mids = s.unacked.sorted()
+            s.unacked.removeAll()
+            return mids.map { ($0, bySeq[$0] == seq) }
+        }
+        for a in answers { pump.acknowledged(mid: a.mid, refusal: a.refuse ? reason : nil) }
+    }
 }
 
 final class PumpRef: @unchecked Sendable {
@@ -239,5 +251,100 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
 
         let stuck = DeliveryPump(store: MemoryStore(), transport: RecordingTransport(), window: 10, logger: logger)
         #expect(stuck.drain(timeoutMilliseconds: 10) == 0)
+    }
+
+    @Test func aRefusedEventIsRetriedThenDeadLetteredWhileOthersFlow() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(
+            store: store, transport: transport, window: 10, maxAttempts: 3, pollIntervalMilliseconds: 0,
+            retryDelayMilliseconds: { attempt in attempt * 20 }, logger: logger)
+        store.add(5)
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs == [1, 2, 3, 4, 5] })
+        transport.answer(refusing: 2, reason: "not authorized (0x87)", pump: pump)
+        #expect(eventually { Set(store.deliveredSeqs) == [1, 3, 4, 5] }, "the others are delivered; the refused one is not")
+        #expect(pump.retryingCount == 1 || transport.publishedSeqs.count == 6)
+        // Two more refusals: the third is the last attempt.
+        #expect(eventually { transport.publishedSeqs.count == 6 })
+        #expect(transport.publishedSeqs.last == 2, "published again after its wait")
+        store.add(1)
+        pump.eventsCommitted()
+        #expect(eventually { transport.publishedSeqs.count == 7 })
+        transport.answer(refusing: 2, reason: "not authorized (0x87)", pump: pump)
+        #expect(eventually { transport.publishedSeqs.count == 8 })
+        #expect(store.deadSeqs.isEmpty)
+        transport.answer(refusing: 2, reason: "not authorized (0x87)", pump: pump)
+        #expect(eventually { store.deadSeqs == [2] })
+        #expect(store.deadLetters.first?.attempts == 3)
+        #expect(store.deadLetters.first?.reason == "broker refused it: not authorized (0x87)")
+        #expect(Set(store.deliveredSeqs) == Set(1...6))
+        #expect(pump.refusedCount.load(ordering: .relaxed) == 3)
+        #expect(pump.acknowledgedCount.load(ordering: .relaxed) == 5, "a refusal is never counted delivered")
+        #expect(pump.inflightCount == 0 && pump.retryingCount == 0)
+    }
+
+    @Test func aRefusalThatOvertakesItsRegistrationIsStillARefusal() {
+        final class RefusingAtOnce: DeliveryTransport {
+            let inner = RecordingTransport()
+            let pump = PumpRef()
+            func publish(_ item: DeliveryItem) -> PublishAttempt {
+                let attempt = inner.publish(item)
+                if case .queued(let mid) = attempt {
+                    _ = inner.state.withLock { $0.unacked.remove(mid) }
+                    pump.pump?.acknowledged(mid: mid, refusal: item.seq == 1 ? "quota exceeded (0x97)" : nil)
+                }
+                return attempt
+            }
+        }
+        let store = MemoryStore()
+        let transport = RefusingAtOnce()
+        let pump = DeliveryPump(
+            store: store, transport: transport, window: 4, maxAttempts: 2, pollIntervalMilliseconds: 0, retryDelayMilliseconds: { _ in 5 },
+            logger: logger)
+        transport.pump.pump = pump
+        store.add(3)
+        pump.connected()
+        #expect(eventually { store.deadSeqs == [1] })
+        #expect(Set(store.deliveredSeqs) == Set(1...3))
+        #expect(transport.inner.publishedSeqs.filter { $0 == 1 }.count == 2)
+        #expect(pump.inflightCount == 0, "no window slot leaks")
+    }
+
+    @Test func theSessionWindowBoundsTheInflightPublishes() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(store: store, transport: transport, window: 100, pollIntervalMilliseconds: 0, logger: logger)
+        store.add(60)
+        pump.connected(window: 20)
+        #expect(pump.sessionWindow == 20)
+        for _ in 0..<100 {
+            _ = eventually(1) { transport.state.withLock { !$0.unacked.isEmpty } || store.deliveredSeqs.count == 60 }
+            transport.ack(7, pump: pump)
+            if store.deliveredSeqs.count == 60 { break }
+        }
+        #expect(eventually { store.deliveredSeqs.count == 60 })
+        #expect(transport.state.withLock { $0.maxInflight } == 20)
+        pump.disconnected()
+        pump.connected(window: 500)
+        #expect(pump.sessionWindow == 100, "never above mqtt.max_inflight")
+    }
+
+    @Test func refusedEventsWaitingForARetryAreRepublishedAfterAReconnect() {
+        let store = MemoryStore()
+        let transport = RecordingTransport()
+        let pump = DeliveryPump(
+            store: store, transport: transport, window: 10, maxAttempts: 5, pollIntervalMilliseconds: 0,
+            retryDelayMilliseconds: { _ in 60_000 }, logger: logger)
+        store.add(3)
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs == [1, 2, 3] })
+        transport.answer(refusing: 2, reason: "x", pump: pump)
+        #expect(eventually { pump.retryingCount == 1 })
+        pump.disconnected()
+        pump.connected()
+        #expect(eventually { transport.publishedSeqs == [1, 2, 3, 2] }, "fetched again from the outbox, not lost with the retry timer")
+        transport.ack(1, pump: pump)
+        #expect(eventually { Set(store.deliveredSeqs) == Set(1...3) })
     }
 }
