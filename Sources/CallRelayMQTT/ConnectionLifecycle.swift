@@ -34,7 +34,14 @@ package struct ConnectionLifecycle: Sendable, Equatable {
     /// "unacceptable protocol version" answer to a v5 CONNECT.
     package static let unsupportedProtocolVersion = 0x84
 
+    package static let retainNotSupported = 0x9A
+    package static let willWithoutRetain =
+        "broker keeps no retained messages (CONNACK 0x9a); connecting again with a last will that is not retained"
+
     package let preference: MQTTProtocolPreference
+    /// Whether the next CONNECT's last will is retained (as configured) or not: a broker with
+    /// `retain_available false` refuses a CONNECT whose will is retained.
+    private(set) package var willRetained = true
     /// The version of the next (or current) CONNECT.
     private(set) package var protocolVersion: MQTTProtocolVersion
 
@@ -68,6 +75,11 @@ package struct ConnectionLifecycle: Sendable, Equatable {
             lastFailure = nil
             // Not reported as a failure: the next CONNECT follows after the first backoff step.
             return [.warn(message: Self.fallingBack, reason: reason)]
+        }
+        if code == Self.retainNotSupported, willRetained {
+            willRetained = false
+            lastFailure = nil
+            return [.warn(message: Self.willWithoutRetain, reason: reason)]
         }
         var actions: [Action] = []
         if reason != lastFailure {

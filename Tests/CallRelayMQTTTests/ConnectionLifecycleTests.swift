@@ -91,4 +91,14 @@ import Testing
         l.connected(now: 2)
         #expect(l.connackRefused(code: 0x86, reason: "bad user name or password").count == 2, "logged again after a good session")
     }
+
+    @Test func aBrokerWithoutRetainGetsAWillThatIsNotRetained() {
+        var l = L(preference: .auto)
+        #expect(l.willRetained)
+        #expect(l.connackRefused(code: 0x9A, reason: "Retain not supported") == [.warn(message: L.willWithoutRetain, reason: "Retain not supported")])
+        #expect(!l.willRetained)
+        #expect(l.protocolVersion == .v5)
+        #expect(l.connackRefused(code: 0x9A, reason: "Retain not supported").first == .warn(message: L.refused, reason: "Retain not supported"),
+            "once only")
+    }
 }

@@ -87,6 +87,13 @@ struct MQTT5Tests {
             let text = try metrics(daemon)
             #expect(text.contains(#"callrelay_mqtt_acknowledgements_total{reason="not authorized"} 5"#), "\(text)")
             #expect(text.contains("callrelay_mqtt_refused_total 5"))
+            // What a technician sees.
+            let file = dir.appendingPathComponent("callrelay.toml")
+            try "[http]\nlisten = \"127.0.0.1:\(daemon.httpPort)\"\n[storage]\npath = \"\(configuration.storage.path)\"\n"
+                .write(to: file, atomically: true, encoding: .utf8)
+            let status = try CLITests.run(["status", "--config", file.path])
+            #expect(status.stdout.contains("publishes refused by the broker: 5"), "\(status.stdout)")
+            #expect(status.stdout.contains("attempts 5: broker refused it: not authorized (0x87)"), "\(status.stdout)")
         } else {
             #expect(waitUntil(seconds: 10) { (try? daemon.outbox.stats().delivered) == 2 }, "3.1.1: the refused CDR is acknowledged anyway")
             #expect(daemon.outbox.metrics.deadLetters.load(ordering: .relaxed) == 0)
@@ -164,5 +171,26 @@ struct MQTT5Tests {
         #expect(gate.relayed == 0)
         await daemon.shutdown()
         gate.stop()
+    }
+
+    /// mosquitto with `retain_available false` refuses a CONNECT whose last will is retained
+    /// (CONNACK 0x9a) and drops a client that publishes a retained message. callrelay connects
+    /// again with a will that is not retained, libmosquitto clears the retain flag of presence,
+    /// and events flow; the log, `status` and `/metrics` say retain is unavailable.
+    @Test func aBrokerWithoutRetainedMessagesStillGetsEveryEvent() async throws {
+        let broker = try MosquittoBroker(extraConfig: "retain_available false")
+        let collector = try MessageCollector(port: broker.port, topic: "piopiy/#")
+        let daemon = try await Daemon.start(
+            configuration: testConfiguration(brokerPort: broker.port, directory: temporaryDirectory()), logger: testLogger())
+        #expect(waitUntil(seconds: 10) { daemon.client.isConnected }, "\(broker.log.suffix(600))")
+        #expect(daemon.client.session?.retainAvailable == false)
+        let r = try post(daemon.httpPort, "/webhooks/piopiy/live", liveEvent(call: "no-retain", n: 1))
+        #expect(collector.wait(for: 1) { $0.topic.contains("/live/") }.first?.json?["id"] as? String == r.json?["id"] as? String)
+        let presence = collector.wait(for: 1) { $0.topic.contains("/agents/") }
+        #expect(presence.first?.text == "online")
+        #expect(daemon.client.reconnects.load(ordering: .relaxed) == 0, "the broker never dropped callrelay for a retained publish")
+        #expect(try metrics(daemon).contains("callrelay_mqtt_retain_available 0"))
+        await daemon.shutdown()
+        collector.stop()
     }
 }

@@ -41,7 +41,9 @@ struct OperatorToolTests {
             running = try CLITests.run(["status", "--config", file.path])
         }
         #expect(running.status == 0, "\(running.stderr)")
-        #expect(running.stdout.contains("running on 127.0.0.1:\(configuration.http.listenPort); broker connected"), "\(running.stdout)")
+        #expect(
+            running.stdout.contains("running on 127.0.0.1:\(configuration.http.listenPort); broker connected (MQTT 5, in-flight window 20)"),
+            "the negotiated protocol and the window (mosquitto's Receive Maximum): \(running.stdout)")
         #expect(running.stdout.contains("delivered:   5"), "\(running.stdout)")
         #expect(running.stdout.contains("pending:     0"), "\(running.stdout)")
 

@@ -159,8 +159,9 @@ package final class MosquittoClient: Sendable {
             try check(mosquitto_username_pw_set(raw, username, options.password))
         }
         if let will = options.will {
+            let retain = will.retain && state.withLock { $0.lifecycle.willRetained }
             try check(will.payload.withUnsafeBytes { buf in
-                mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos.rawValue), will.retain)
+                mosquitto_will_set(raw, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos.rawValue), retain)
             })
         }
         if options.caFile != nil || options.certFile != nil {
