@@ -81,7 +81,8 @@ struct ListenerLimitTests {
     @Test func connectionsBeyondMaxConnectionsAreClosedAtOnce() async throws {
         let (daemon, _) = try await start { $0.http.maxConnections = 3 }
         let held = try (0..<3).map { _ in try RawClient(port: daemon.httpPort) }
-        try await Task.sleep(for: .milliseconds(200))
+        // All three accepted before the fourth connects (a fixed wait was too short on a loaded machine).
+        #expect(waitUntil(seconds: 10) { daemon.ingestMetrics.openConnections.load(ordering: .relaxed) == 3 })
         let extra = try RawClient(port: daemon.httpPort)
         #expect(extra.read(seconds: 1).closed)
         #expect(daemon.ingestMetrics.count(.overConnectionLimit) >= 1)

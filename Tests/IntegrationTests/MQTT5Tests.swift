@@ -141,6 +141,36 @@ struct MQTT5Tests {
         collector.stop()
     }
 
+    /// QoS 2 after a reconnect: the broker restarts while a backlog drains (the session is new,
+    /// message ids start over). Nothing wedges and nothing is lost; duplicates are allowed.
+    @Test(arguments: ["5", "3.1.1"])
+    func aQoS2BacklogDrainsThroughABrokerRestart(protocolVersion: String) async throws {
+        let broker = try MosquittoBroker(persistent: true)
+        let collector = try MessageCollector(port: broker.port, topic: "piopiy/+/live/#", qos: 1, persistentSession: true)
+        var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+        configuration.mqtt.qos = 2
+        configuration.mqtt.protocolVersion = protocolVersion
+        let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
+        #expect(waitUntil(seconds: 10) { daemon.client.isConnected })
+        broker.stop()
+        var ids = Set<String>()
+        for n in 0..<600 {
+            let r = try post(daemon.httpPort, "/webhooks/piopiy/live", liveEvent(call: "restart-\(n % 20)", n: n))
+            if let id = r.json?["id"] as? String { ids.insert(id) }
+        }
+        try broker.start()
+        _ = collector.wait(for: 150, seconds: 30) { _ in true }
+        broker.stop()  // mid-drain
+        try broker.start()
+        #expect(waitUntil(seconds: 60) { Set(collector.received.compactMap { $0.json?["id"] as? String }).isSuperset(of: ids) })
+        let got = Set(collector.received.compactMap { $0.json?["id"] as? String })
+        #expect(ids.subtracting(got).isEmpty, "\(ids.subtracting(got).count) of 600 lost")
+        #expect(waitUntil(seconds: 20) { daemon.outbox.metrics.pending.load(ordering: .relaxed) == 0 })
+        print("qos2 restart (MQTT \(protocolVersion)): \(ids.intersection(got).count) of 600, \(collector.received.count - got.count) duplicates, reconnects \(daemon.client.reconnects.load(ordering: .relaxed))")
+        await daemon.shutdown()
+        collector.stop()
+    }
+
     @Test func autoFallsBackTo311WhenTheBrokerRefuses5() async throws {
         let broker = try MosquittoBroker()
         let gate = try MQTT311OnlyGate(upstreamPort: broker.port)

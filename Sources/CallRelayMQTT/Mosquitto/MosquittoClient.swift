@@ -225,7 +225,7 @@ package final class MosquittoClient: Sendable {
             // failure). `handleConnect` turns it off again.
             mosquitto_log_callback_set(raw, onLogC)
             state.withLock { $0.attemptReported = false }
-            let rc = mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
+            let rc = connect(raw)
             if rc != Int32(MOSQ_ERR_SUCCESS.rawValue) {
                 let reason = failureReason(rc)
                 perform(state.withLock { $0.lifecycle.connectFailed(reason: reason) })
@@ -244,6 +244,19 @@ package final class MosquittoClient: Sendable {
             let reason = failureReason(loopError)
             perform(state.withLock { s in s.lifecycle.sessionEnded(acknowledged: s.attemptReported, reason: reason, now: monotonicSeconds()) })
         }
+    }
+
+    /// `mosquitto_connect`, with (MQTT 5, persistent session) a Session Expiry Interval: without
+    /// one an MQTT 5 broker ends the session at the first disconnect, whatever the clean flag says.
+    private func connect(_ raw: OpaquePointer) -> Int32 {
+        let v5 = state.withLock { $0.lifecycle.protocolVersion } == .v5
+        guard v5, !options.cleanSession else {
+            return mosquitto_connect(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds))
+        }
+        var properties: OpaquePointer? = nil
+        defer { mosquitto_property_free_all(&properties) }
+        _ = mosquitto_property_add_int32(&properties, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), UInt32.max)
+        return mosquitto_connect_bind_v5(raw, options.host, Int32(options.port), Int32(options.keepaliveSeconds), nil, properties)
     }
 
     /// What a libmosquitto return code means, with libmosquitto's last error line when it logged one.
