@@ -147,7 +147,14 @@ for h in "${harnesses[@]}"; do
   corpus_files=$(ls "$work/corpus" | wc -l)
   rate=$(awk -v n="$executions" -v t="$elapsed" 'BEGIN { printf "%d", (t > 0 ? n / t : 0) }')
   reproducers=$(grep -aho "Test unit written to .*" "${logs[@]}" | sed 's/Test unit written to //' | sort -u || true)
-  if [ $status -ne 0 ] || [ -n "$reproducers" ]; then
+  # libFuzzer exits 72 when interrupted (SIGINT/SIGTERM) and writes no reproducer then.
+  interrupted=0
+  if [ $status -eq 72 ] && [ -z "$reproducers" ] && grep -aq "libFuzzer: run interrupted" "${logs[@]}"; then interrupted=1; fi
+  if [ $interrupted = 1 ]; then
+    failed=1
+    echo "!! $p interrupted after $executions executions (no finding); continue with --keep-corpus"
+    summary+=("$(printf '%-10s %12s %9.1f %9s %7s  %s' "$h" "$executions" "$elapsed" "$rate" "$corpus_files" "interrupted, none")")
+  elif [ $status -ne 0 ] || [ -n "$reproducers" ]; then
     failed=1
     kind=$(grep -aho "ERROR: [A-Za-z]*Sanitizer: [a-z-]*\|ERROR: libFuzzer: [a-z-]*\|Fatal error: .*" "${logs[@]}" | head -1 || true)
     echo "!! $p FOUND SOMETHING (exit $status): ${kind:-see the log}"
