@@ -47,6 +47,11 @@ struct ReplayCommand: ParsableCommand {
             let count = result.copied
             let window = "\(Timestamp.rfc3339(millisecondsSinceEpoch: from)) .. \(to.map { Timestamp.rfc3339(millisecondsSinceEpoch: $0) } ?? "now")"
             printLine("queued \(count) event\(count == 1 ? "" : "s") for publishing again (\(window)\(call.map { ", call \($0)" } ?? ""))")
+            let dead = result.deadLetterReasons.reduce(0) { $0 + $1.count }
+            if dead > 0 {
+                printLine("of which \(dead) dead letter\(dead == 1 ? "" : "s"), given up on before because:")
+                for r in result.deadLetterReasons { printLine("  \(r.count) × \(r.reason)") }
+            }
             if result.stoppedAtCap {
                 printError(
                     "stopped: the outbox reached storage.max_bytes (\(configuration.storage.maxBytes) bytes); "

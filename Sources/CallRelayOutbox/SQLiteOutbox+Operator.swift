@@ -67,6 +67,13 @@ extension SQLiteOutbox {
         package var copied: Int
         /// Stopped early: the copies reached `storage.max_bytes` (the rest was not queued).
         package var stoppedAtCap: Bool
+        /// The dead letters in the window, by the reason they were given up on (most first).
+        package var deadLetterReasons: [DeadLetterReason] = []
+    }
+
+    package struct DeadLetterReason: Sendable, Equatable {
+        package var reason: String
+        package var count: Int
     }
 
     /// Queues stored events again: every delivered or dead-lettered event received in
@@ -106,6 +113,19 @@ extension SQLiteOutbox {
         let end = try db.scalarInt("SELECT max(seq) FROM events") ?? 0
         var cursor: Int64 = 0
         var result = ReplayResult(copied: 0, stoppedAtCap: false)
+        let reasons = try db.prepare(
+            """
+            SELECT d.reason, count(*) FROM dead_letters d JOIN events e ON e.seq = d.seq
+            WHERE e.received_at >= ?1 AND e.received_at < ?2 AND (?3 IS NULL OR e.call_id = ?3) AND instr(e.event_id, '#replay-') = 0
+              AND e.seq <= ?4
+            GROUP BY d.reason ORDER BY count(*) DESC, d.reason
+            """)
+        reasons.bind(1, sinceMilliseconds)
+        reasons.bind(2, untilMilliseconds ?? Int64.max)
+        reasons.bind(3, callID)
+        reasons.bind(4, end)
+        while try reasons.step() { result.deadLetterReasons.append(DeadLetterReason(reason: reasons.text(0), count: Int(reasons.int64(1)))) }
+        reasons.reset()
         while cursor < end {
             let pages = try db.pageCounts()
             if pages.total - pages.free >= space.softPages {

@@ -97,6 +97,8 @@ struct OperatorToolTests {
         // Everything from the last hour, dead letters included (the poison is dead-lettered again).
         let all = try CLITests.run(["replay", "--config", file.path, "--since", "1h"])
         #expect(all.stdout.contains("queued 3 events"), "\(all.stdout)")
+        #expect(all.stdout.contains("of which 1 dead letter, given up on before because:"), "\(all.stdout)")
+        #expect(all.stdout.contains("(broker maximum packet size 8192 bytes)"), "the reason is shown: \(all.stdout)")
         #expect(collector.wait(for: 2, seconds: 10) { $0.json?["id"] as? String == a }.count == 2)
         #expect(waitUntil(seconds: 30) { daemon.outbox.metrics.deadLetters.load(ordering: .relaxed) == 2 })
 
