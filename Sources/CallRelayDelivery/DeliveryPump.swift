@@ -101,6 +101,14 @@ package final class DeliveryPump: Sendable {
         var charges: [Int64: Int] = [:]
         var probing = false
         var drainWaiters: [@Sendable () -> Void] = []
+
+        /// A batch registered: answers for mids not ours (presence) are forgotten, and the next
+        /// batch may start.
+        mutating func endBatch() {
+            unmatchedAcks.removeAll()
+            unmatchedRefusals.removeAll()
+            fetching = false
+        }
     }
 
     package let window: Int
@@ -321,58 +329,86 @@ package final class DeliveryPump: Sendable {
             return (items, s.epoch)
         }
         guard let due else { return }
-        var registered: [(mid: Int32, item: DeliveryItem)] = []
-        var unsent: [DeliveryItem] = []
-        var rejected: [(seq: Int64, reason: String)] = []
-        for (i, item) in due.items.enumerated() {
-            switch transport.publish(item) {
-            case .queued(let mid): registered.append((mid, item))
-            case .rejected(let reason): rejected.append((item.seq, reason))
-            case .notConnected, .failed:
-                unsent = Array(due.items[i...])
-            }
-            if !unsent.isEmpty { break }
-        }
-        for (seq, reason) in rejected { deadLetter(seq, reason: reason, attempts: 1) }
-        let (acked, refusedEarly): ([Int64], [(DeliveryItem, String)]) = state.withLock { s in
-            defer {
-                s.unmatchedAcks.removeAll()
-                s.unmatchedRefusals.removeAll()
-                s.fetching = false
-            }
+        let handed = handOver(due.items)
+        let answered: Answered = state.withLock { s in
+            defer { s.endBatch() }
             guard s.epoch == due.epoch else {
                 // The session died meanwhile: `disconnected` rewound the cursor below these.
                 s.cursor = min(s.cursor, (due.items.map(\.seq).min() ?? s.cursor + 1) - 1)
                 s.moreMaybe = true
-                return ([], [])
+                return Answered()
             }
-            for item in unsent { s.retries.append((item, .now())) }
-            return Self.register(registered, in: &s)
+            for item in due.items[handed.handled...] { s.retries.append((item, .now())) }
+            return Self.register(handed.registered, in: &s)
         }
-        if registered.count > 0 { publishedCount.add(registered.count, ordering: .relaxed) }
-        for seq in acked {
+        finish(handed, answered)
+    }
+
+    /// What publishing a batch did: published (`registered`), never sendable (`rejected`), and
+    /// `handled` items from the start of the batch (the rest waits: not connected, or refused by
+    /// the client library).
+    private struct HandOver {
+        var registered: [(mid: Int32, item: DeliveryItem)] = []
+        var rejected: [(seq: Int64, reason: String)] = []
+        var handled = 0
+        var stoppedEarly = false
+    }
+
+    /// Acknowledgements and refusals that overtook their registration.
+    private struct Answered {
+        var acked: [Int64] = []
+        var refused: [(DeliveryItem, String)] = []
+    }
+
+    /// Hands `items` to the transport in order, stopping at the first that cannot go now.
+    private func handOver(_ items: [DeliveryItem]) -> HandOver {
+        var h = HandOver()
+        h.registered.reserveCapacity(items.count)
+        loop: for item in items {
+            switch transport.publish(item) {
+            case .queued(let mid):
+                h.registered.append((mid, item))
+            case .rejected(let reason):
+                // Never sendable: dead-letter it and move on (the cursor passes it).
+                h.rejected.append((item.seq, reason))
+            case .notConnected:
+                h.stoppedEarly = true
+                break loop
+            case .failed(let reason):
+                failedCount.add(1, ordering: .relaxed)
+                logger.warning("publish refused by the MQTT client; will retry", metadata: ["seq": "\(item.seq)", "error": "\(reason)"])
+                h.stoppedEarly = true
+                break loop
+            }
+            h.handled += 1
+        }
+        for (seq, reason) in h.rejected { deadLetter(seq, reason: reason, attempts: 1) }
+        return h
+    }
+
+    /// After registration: counts the batch and settles what was answered before it registered.
+    private func finish(_ handed: HandOver, _ answered: Answered) {
+        if handed.registered.count > 0 { publishedCount.add(handed.registered.count, ordering: .relaxed) }
+        for seq in answered.acked {
             state.withLock { _ = $0.refusals.removeValue(forKey: seq) }
             settle(seq)
         }
-        for (item, reason) in refusedEarly { refused(item, reason: reason) }
+        for (item, reason) in answered.refused { refused(item, reason: reason) }
     }
 
     /// Puts published items in flight, except those whose answer already arrived.
-    private static func register(
-        _ registered: [(mid: Int32, item: DeliveryItem)], in s: inout State
-    ) -> (acked: [Int64], refused: [(DeliveryItem, String)]) {
-        var acked: [Int64] = []
-        var refused: [(DeliveryItem, String)] = []
+    private static func register(_ registered: [(mid: Int32, item: DeliveryItem)], in s: inout State) -> Answered {
+        var answered = Answered()
         for (mid, item) in registered {
             if s.unmatchedAcks.remove(mid) != nil {
-                acked.append(item.seq)
+                answered.acked.append(item.seq)
             } else if let reason = s.unmatchedRefusals.removeValue(forKey: mid) {
-                refused.append((item, reason))
+                answered.refused.append((item, reason))
             } else {
                 s.inflight[mid] = item
             }
         }
-        return (acked, refused)
+        return answered
     }
 
     private func publishFetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
@@ -388,51 +424,21 @@ package final class DeliveryPump: Sendable {
             DispatchQueue.global().asyncAfter(deadline: .now() + 1) { self.pump() }
             return
         }
-        var registered: [(mid: Int32, item: DeliveryItem)] = []
-        registered.reserveCapacity(items.count)
-        var rejected: [(seq: Int64, reason: String)] = []
-        var stoppedEarly = false
-        loop: for item in items {
-            switch transport.publish(item) {
-            case .queued(let mid):
-                registered.append((mid, item))
-            case .rejected(let reason):
-                // Never sendable: dead-letter it and move on (the cursor passes it).
-                rejected.append((item.seq, reason))
-            case .notConnected:
-                stoppedEarly = true
-                break loop
-            case .failed(let reason):
-                failedCount.add(1, ordering: .relaxed)
-                logger.warning("publish refused by the MQTT client; will retry", metadata: ["seq": "\(item.seq)", "error": "\(reason)"])
-                stoppedEarly = true
-                break loop
-            }
-        }
-        for (seq, reason) in rejected { deadLetter(seq, reason: reason, attempts: 1) }
-        let (alreadyAcked, refusedEarly): ([Int64], [(DeliveryItem, String)]) = state.withLock { s in
-            defer {
-                s.unmatchedAcks.removeAll()
-                s.unmatchedRefusals.removeAll()
-                s.fetching = false
-            }
+        let handed = handOver(items)
+        let answered: Answered = state.withLock { s in
+            defer { s.endBatch() }
             guard s.epoch == epoch else {
                 // A disconnect raced this batch: whatever was handed over died with the session.
                 s.moreMaybe = true
-                return ([], [])
+                return Answered()
             }
-            let (acked, refused) = Self.register(registered, in: &s)
-            let lastHandled = (registered.map(\.item.seq) + rejected.map(\.seq)).max()
+            let answered = Self.register(handed.registered, in: &s)
+            let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
             if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
-            if stoppedEarly || items.count == limit { s.moreMaybe = true }
-            return (acked, refused)
+            if handed.stoppedEarly || items.count == limit { s.moreMaybe = true }
+            return answered
         }
-        if registered.count > 0 { publishedCount.add(registered.count, ordering: .relaxed) }
-        for seq in alreadyAcked {
-            state.withLock { _ = $0.refusals.removeValue(forKey: seq) }
-            settle(seq)
-        }
-        for (item, reason) in refusedEarly { refused(item, reason: reason) }
+        finish(handed, answered)
         pump()
     }
 
