@@ -24,7 +24,8 @@ done
 mkdir -p .build-powercut
 shim=$PWD/.build-powercut/powercut.so
 if [ ! -f "$shim" ] || [ tests/powercut/powercut.c -nt "$shim" ]; then
-  cc -O2 -Wall -Wextra -Wno-format-truncation -shared -fPIC -o "$shim" tests/powercut/powercut.c -ldl -lpthread
+  compiler=${CC:-$(command -v cc || command -v clang)}
+  "$compiler" -O2 -Wall -Wextra -Wno-format-truncation -shared -fPIC -o "$shim" tests/powercut/powercut.c -ldl -lpthread
 fi
 if [ -z "$binary" ]; then
   binary=$PWD/.build/debug/callrelay

@@ -199,8 +199,10 @@ class Agent:
         names = set(open(names_file).read().split()) if os.path.exists(names_file) else set()
         torn = None
         torn_file = os.path.join(self.state, "torn")
-        if tear and os.path.exists(torn_file):
-            name, offset, length = open(torn_file).read().split()
+        # The shim rewrites the note at every write: the cut may have caught it half written.
+        parts = open(torn_file).read().split() if tear and os.path.exists(torn_file) else []
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            name, offset, length = parts
             path = os.path.join(self.outbox_dir, name)
             if name in names and os.path.exists(path):
                 with open(path, "rb") as f:
