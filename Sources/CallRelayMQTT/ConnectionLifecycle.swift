@@ -42,6 +42,9 @@ package struct ConnectionLifecycle: Sendable, Equatable {
     /// Whether the next CONNECT's last will is retained (as configured) or not: a broker with
     /// `retain_available false` refuses a CONNECT whose will is retained.
     private(set) package var willRetained = true
+    /// The CONNACK refused this CONNECT for a reason the next one fixes (the protocol fallback, a
+    /// will without retain): the disconnect that follows is not a failure to report.
+    private(set) package var changedForNextConnect = false
     /// The version of the next (or current) CONNECT.
     private(set) package var protocolVersion: MQTTProtocolVersion
 
@@ -58,13 +61,15 @@ package struct ConnectionLifecycle: Sendable, Equatable {
 
     /// `mosquitto_connect` failed.
     package mutating func connectFailed(reason: String) -> [Action] {
-        failure(ConnectionLifecycle.unreachable, reason: reason)
+        changedForNextConnect = false
+        return failure(ConnectionLifecycle.unreachable, reason: reason)
     }
 
     /// The CONNACK accepted the session at `now`.
     package mutating func connected(now: Double) {
         if connectedSince == nil { connectedSince = now }
         lastFailure = nil
+        changedForNextConnect = false
     }
 
     /// The CONNACK refused the session with `code` (`reason` is its text). The broker closes the
@@ -73,12 +78,14 @@ package struct ConnectionLifecycle: Sendable, Equatable {
         if code == Self.unsupportedProtocolVersion, protocolVersion == .v5, preference == .auto {
             protocolVersion = .v311
             lastFailure = nil
+            changedForNextConnect = true
             // Not reported as a failure: the next CONNECT follows after the first backoff step.
             return [.warn(message: Self.fallingBack, reason: reason)]
         }
         if code == Self.retainNotSupported, willRetained {
             willRetained = false
             lastFailure = nil
+            changedForNextConnect = true
             return [.warn(message: Self.willWithoutRetain, reason: reason)]
         }
         var actions: [Action] = []
@@ -92,6 +99,7 @@ package struct ConnectionLifecycle: Sendable, Equatable {
     /// `mosquitto_loop` returned an error: the session is over. `acknowledged` says whether
     /// libmosquitto reported this attempt (CONNACK or disconnect callback).
     package mutating func sessionEnded(acknowledged: Bool, reason: String, now: Double) -> [Action] {
+        changedForNextConnect = false
         guard acknowledged else {
             connectedSince = nil
             return failure(ConnectionLifecycle.failedBeforeHandshake, reason: reason)

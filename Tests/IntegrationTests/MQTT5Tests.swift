@@ -185,6 +185,11 @@ struct MQTT5Tests {
         #expect(collector.wait(for: 1).first?.json?["id"] as? String == r.json?["id"] as? String)
         let text = try metrics(daemon)
         #expect(text.contains(#"callrelay_mqtt_protocol_info{version="3.1.1"} 1"#))
+        // The technician's check falls back too, without reporting the refused attempt.
+        let file = configuration.storage.path.replacingOccurrences(of: "outbox.sqlite3", with: "callrelay.toml")
+        try "[mqtt]\nport = \(gate.port)\n[storage]\npath = \"\(configuration.storage.path)\"\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try CLITests.run(["check-config", "--connect", "--timeout", "10", "--config", file])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         await daemon.shutdown()
         collector.stop()
         gate.stop()

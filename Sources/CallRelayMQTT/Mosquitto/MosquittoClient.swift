@@ -409,11 +409,14 @@ package final class MosquittoClient: Sendable {
     }
 
     fileprivate func handleDisconnect(rc: Int32) {
-        let wasConnected = state.withLock { s in
+        let (wasConnected, expected) = state.withLock { s in
             s.attemptReported = true
             defer { s.connected = false }
-            return s.connected
+            return (s.connected, s.lifecycle.changedForNextConnect)
         }
+        // The broker closes after a CONNACK that the next CONNECT answers (fallback to 3.1.1,
+        // a will without retain): not a failure for send-test or check-config to report.
+        if expected { return }
         let reason = rc == 0 ? "disconnected by client" : withLibraryDetail("connection lost (\(MosquittoError(code: rc)))")
         if wasConnected && rc != 0 {
             logger.warning("lost broker connection", metadata: ["broker": "\(options.host):\(options.port)", "reason": "\(reason)"])
