@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and integration tests against real mosquitto brokers that
-# the tests start themselves on free loopback ports, then (for a full run) the packaging test. A
+# the tests start themselves on free loopback ports, then (for a full run) a fuzz smoke, ten simulated
+# power cuts and the packaging test. A
 # missing broker or openssl fails the tests; it never skips them. A full run also fuzzes briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +16,8 @@ if [ $# -eq 0 ]; then
   # A bounded smoke of the four libFuzzer harnesses (docs/fuzzing.md): debug build (its asserts
   # on), 10,000 inputs each from the checked-in seeds and regressions; any finding fails.
   scripts/fuzz.sh --debug --runs 10000
+  # Ten simulated power cuts under load, torn sectors included (docs/powercut.md): any answered
+  # webhook lost, or an outbox set aside, fails the run.
+  scripts/powercut.sh --cycles 10 --tear
   tests/packaging/run.sh
 fi

@@ -256,6 +256,10 @@ def main():
     root = tempfile.mkdtemp(prefix="callrelay-powercut-")
     print(f"powercut: seed {seed}, work directory {root}, synchronous {a.synchronous}, tear {a.tear}", flush=True)
 
+    # A private copy: a rebuild during a long run must not replace the binary under it.
+    binary = os.path.join(root, "callrelay")
+    shutil.copy2(a.binary, binary)
+    a.binary = binary
     broker = Broker(root)
     broker.start()
     sub = Subscriber(broker.port)
