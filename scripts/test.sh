@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and integration tests against real mosquitto brokers that
-# the tests start themselves on free loopback ports, then (for a full run) a fuzz smoke, ten simulated
-# power cuts and the packaging test. A
-# missing broker or openssl fails the tests; it never skips them. A full run also fuzzes briefly.
+# the tests start themselves on free loopback ports, then (for a full run) a fuzz smoke, ten
+# simulated power cuts and the packaging test. A missing broker or openssl fails the tests; it
+# never skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
