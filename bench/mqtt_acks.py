@@ -296,6 +296,7 @@ def main():
                 "v5sub": [lambda t: case_v5sub(a, t)]}[case]
         for run in runs:
             tmp = tempfile.mkdtemp(prefix="callrelay-acks-")
+            os.chmod(tmp, 0o755)  # mosquitto drops root for its own user: it must reach its persistence files
             try:
                 line = f"[{a.label or os.path.basename(a.binary)} protocol={a.protocol or '(default)'}] " + run(tmp)
             finally:

@@ -61,7 +61,7 @@ class Broker:
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         with open(self.conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {self.dir}/\nmax_queued_messages 0\nlog_dest none\n")
+                    f"persistence_location {self.dir}/\nmax_queued_messages 0\nlog_dest file {self.dir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
         self.proc = None
 
     @property
@@ -254,6 +254,9 @@ def main():
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     root = tempfile.mkdtemp(prefix="callrelay-powercut-")
+    # mosquitto started as root runs as the mosquitto user: it must reach its persistence files,
+    # or a restarted broker forgets the subscriber's session and what was queued for it.
+    os.chmod(root, 0o755)
     print(f"powercut: seed {seed}, work directory {root}, synchronous {a.synchronous}, tear {a.tear}", flush=True)
 
     # A private copy: a rebuild during a long run must not replace the binary under it.
@@ -265,6 +268,7 @@ def main():
     sub = Subscriber(broker.port)
     agent = Agent(a, root, broker.port)
     answered: list[str] = []
+    answered_in: dict[str, tuple[int, bool]] = {}
     lost_at_restart: set[str] = set()
     set_aside = 0
     max_recovery = 0.0
@@ -286,6 +290,8 @@ def main():
             load.stop()
             counter = load.counter + 1
             answered += load.answered
+            for i in load.answered:
+                answered_in[i] = (cycle, broker.up)
             agent.restore(tear=a.tear)
             print(f"cycle {cycle}: broker {'up' if broker.up else 'down'}, answered {len(load.answered)}, recovery {recovery:.0f} ms, "
                   f"set aside {aside}, missing after restart {len(lost_at_restart)}", flush=True)
@@ -307,6 +313,10 @@ def main():
         broker.stop()
     lost = len(lost_at_restart | never)
     if lost:
+        with open(os.path.join(root, "lost.txt"), "w") as f:
+            for i in sorted(lost_at_restart | never, key=lambda i: answered_in.get(i, (0, False))):
+                cycle, up = answered_in.get(i, (0, False))
+                f.write(f"{i} cycle {cycle} broker {'up' if up else 'down'} {'missing from the outbox' if i in lost_at_restart else 'never published'}\n")
         print(f"powercut: {len(lost_at_restart)} answered webhooks missing from the outbox after a restart, "
               f"{len(never)} never published; work directory kept: {root}", flush=True)
     elif not a.keep:
