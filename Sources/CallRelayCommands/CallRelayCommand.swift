@@ -6,6 +6,8 @@ package enum ExitCodes {
     package static let unavailable: Int32 = 69
     package static let software: Int32 = 70
     package static let cantCreate: Int32 = 73
+    /// The outbox's file or disk failed while running (EX_IOERR): systemd restarts the agent.
+    package static let ioError: Int32 = 74
     package static let config: Int32 = 78
 }
 

@@ -15,7 +15,10 @@ struct RunCommand: AsyncParsableCommand {
             Receives webhooks on http.listen, stores each in the outbox (storage.path) before answering 200, \
             and publishes them to the MQTT broker. On SIGTERM/SIGINT: stops intake, waits for in-flight \
             acknowledgements, publishes `offline`, exits 0; a second SIGTERM/SIGINT exits at once (128+signal), \
-            leaving what is unacknowledged in the outbox. SIGHUP (systemctl reload) reads the HTTPS certificate \
+            leaving what is unacknowledged in the outbox. When the outbox file turns out damaged, or the disk \
+            fails a read, write or fsync, while running: refuses webhooks (503), stops and exits 74, so that \
+            systemd restarts it and the next start checks the file (setting it aside and salvaging its pending \
+            events when it is damaged). SIGHUP (systemctl reload) reads the HTTPS certificate \
             and key again, keeping the old pair when the new one is bad. Exits 78 when the config is invalid.
             """)
 
@@ -49,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
 
         // One reader of the signals: SIGHUP reloads; the first SIGTERM/SIGINT starts the graceful
         // stop; a second one exits at once (everything answered 200 is already on disk).
-        let (stop, stopRequested) = AsyncStream<UnixSignal>.makeStream()
+        let (stop, stopRequested) = AsyncStream<StopReason>.makeStream()
         let watcher = Task {
             var stopping = false
             for await signal in signals {
@@ -62,14 +65,38 @@ struct RunCommand: AsyncParsableCommand {
                     _exit(128 + signal.rawValue)
                 }
                 stopping = true
-                stopRequested.yield(signal)
+                stopRequested.yield(.signal(signal))
             }
         }
-        for await signal in stop {
-            logger.info("signal received", metadata: ["signal": "\(signal)"])
+        let faultWatcher = Task {
+            for await fault in daemon.storageFaults {
+                stopRequested.yield(.storageFault(fault))
+                break
+            }
+        }
+        var storageFault = false
+        for await reason in stop {
+            switch reason {
+            case .signal(let signal):
+                logger.info("signal received", metadata: ["signal": "\(signal)"])
+            case .storageFault(let fault):
+                storageFault = true
+                logger.critical(
+                    "stopping because the outbox cannot be trusted; exit status 74 (systemd restarts the agent, which checks the file first)",
+                    metadata: ["error": "\(fault)"])
+            }
             break
         }
-        await daemon.shutdown()
+        // After a storage fault, acknowledgements are no longer written: a short drain is enough.
+        await daemon.shutdown(drainTimeoutMilliseconds: storageFault ? 2000 : 10_000)
         watcher.cancel()
+        faultWatcher.cancel()
+        if storageFault { throw ExitCode(ExitCodes.ioError) }
     }
+}
+
+/// Why `run` stops.
+private enum StopReason: Sendable {
+    case signal(UnixSignal)
+    case storageFault(String)
 }

@@ -22,6 +22,9 @@ package final class Daemon: Sendable {
     /// The `http.admin_listen` listener (/metrics, /healthz, /readyz), when configured.
     package let admin: IngestServer?
     package let ingestMetrics: IngestMetrics
+    /// Yields once when the outbox finds its file damaged or the disk failing while running: the
+    /// agent must then stop (exit 74) so that the next start checks the file (docs/decisions.md D16).
+    package let storageFaults: AsyncStream<String>
     private let presence: Presence
     private let logger: Logger
 
@@ -44,6 +47,8 @@ package final class Daemon: Sendable {
                 path: c.storage.path, synchronous: c.storage.synchronous == .normal ? .normal : .full, maxBytes: c.storage.maxBytes,
                 retentionHours: c.storage.retentionHours, logger: logger.with(label: "outbox"))
         }
+        let (storageFaults, faultFound) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        outbox.setFaultHandler { faultFound.yield($0) }
         let stats = try? await blocking { try outbox.stats() }
         logger.info(
             "outbox open",
@@ -109,13 +114,14 @@ package final class Daemon: Sendable {
         }
         return Daemon(
             configuration: c, outbox: outbox, client: client, pump: pump, ingest: ingest, admin: admin, ingestMetrics: metrics,
-            presence: presence, logger: logger)
+            storageFaults: storageFaults, presence: presence, logger: logger)
     }
 
     private init(
         configuration: RelayConfiguration, outbox: SQLiteOutbox, client: MosquittoClient, pump: DeliveryPump, ingest: IngestServer,
-        admin: IngestServer?, ingestMetrics: IngestMetrics, presence: Presence, logger: Logger
+        admin: IngestServer?, ingestMetrics: IngestMetrics, storageFaults: AsyncStream<String>, presence: Presence, logger: Logger
     ) {
+        self.storageFaults = storageFaults
         self.admin = admin
         self.configuration = configuration
         self.outbox = outbox

@@ -81,6 +81,23 @@ struct MetricsText: Sendable {
         out.sample("callrelay_outbox_wal_bytes", m.walBytes.load(ordering: .relaxed))
         out.family("callrelay_outbox_wal_frames_total", .counter, "WAL frames (one page plus a 24-byte header each) written by the outbox's commits; ÷ commits = pages per commit.")
         out.sample("callrelay_outbox_wal_frames_total", m.walFramesWritten.load(ordering: .relaxed))
+        out.family(
+            "callrelay_outbox_storage_fault", .gauge,
+            "1 once the outbox found its file damaged or the disk failing while running: it refuses webhooks (503) and the agent stops (exit 74) for a checked restart.")
+        out.sample("callrelay_outbox_storage_fault", m.storageFaults.load(ordering: .relaxed))
+        let recovery = m.recovery.withLock { $0 }
+        out.family(
+            "callrelay_outbox_set_aside", .gauge,
+            "1 when this start found the outbox damaged and moved it aside (the log names the file), else 0.")
+        out.sample("callrelay_outbox_set_aside", recovery == nil ? 0 : 1)
+        out.family(
+            "callrelay_outbox_salvaged_events", .gauge,
+            "Pending events this start read from a damaged outbox and stored again in the fresh one.")
+        out.sample("callrelay_outbox_salvaged_events", recovery?.salvaged ?? 0)
+        out.family(
+            "callrelay_outbox_unreadable_events", .gauge,
+            "Pending events of a damaged outbox that this start could not read (-1: the file could not say how many).")
+        out.sample("callrelay_outbox_unreadable_events", recovery.map { $0.unreadable ?? -1 } ?? 0)
         out.family("callrelay_outbox_max_bytes", .gauge, "storage.max_bytes: the bound on the database, WAL and SHM files together.")
         out.sample("callrelay_outbox_max_bytes", Int(outbox.space.maxBytes))
         out.family("callrelay_outbox_checkpoints_total", .counter, "WAL checkpoints the writer ran to restart the log (result=busy: a reader kept one from completing).")

@@ -8,6 +8,20 @@ import Synchronization
 extension SQLiteOutbox {
     func flush(final: Bool = false) {
         let now = Self.monotonicSeconds()
+        if let fault {
+            // Nothing more is written to a file that cannot be trusted: every waiting webhook is refused.
+            let appends = waiting.withLock { w in
+                defer {
+                    w.appends.removeAll()
+                    w.flushScheduled = false
+                }
+                return w.appends
+            }
+            let error = OutboxError.storage("the outbox file cannot be trusted (\(fault)); the agent is restarting")
+            metrics.writeFailures.add(appends.isEmpty ? 0 : 1, ordering: .relaxed)
+            for append in appends { append.1(.failure(error)) }
+            return
+        }
         let (appends, marks, dead, listener) = waiting.withLock { w in
             // A batch fits a quarter of the WAL (by its estimated pages), so the writer never has to
             // refuse one for the WAL alone: at worst it checkpoints first.
@@ -158,6 +172,7 @@ extension SQLiteOutbox {
         do throws(SQLiteError) {
             return .success(try writer.write(events, dead: dead, mark: mark, now: Self.nowMilliseconds()))
         } catch {
+            noteFault(error, while: "writing a commit")
             return .failure(error.isFull ? .full(error.message) : .storage(error.description))
         }
     }
@@ -169,7 +184,7 @@ extension SQLiteOutbox {
             return !w.lastWriteFailed
         }
         metrics.writeFailures.add(1, ordering: .relaxed)
-        if firstFailure {
+        if firstFailure && fault == nil {
             // One line per state change; the 503s that follow are counted in /metrics.
             logger.error("outbox refuses webhooks (HTTP 503) until space is freed", metadata: ["error": "\(error)"])
         }

@@ -32,6 +32,10 @@ package final class OutboxMetrics: Sendable {
     /// WAL frames (page + 24-byte header) the writer's commits wrote: what the outbox writes to
     /// disk besides the checkpoints that copy them into the database file.
     package let walFramesWritten = Atomic<Int>(0)
+    /// 1 once a storage fault was found while running (the agent then stops; see `OutboxFault`).
+    package let storageFaults = Atomic<Int>(0)
+    /// What this start did with a damaged outbox (nil: it opened the file as it was).
+    package let recovery = Mutex<OutboxRecovery?>(nil)
 
     package init() {
         bucketCounts = (0...Self.commitBuckets.count).map { _ in Cell() }

@@ -29,6 +29,7 @@ extension SQLiteOutbox {
         let cutoff = now - retentionMilliseconds
         return connection.withLock { writer in
             guard let writer else { return false }
+            guard fault == nil else { return true }
             do throws(SQLiteError) {
                 let deleted = try deleteDelivered(writer, settledBefore: cutoff, limit: .max)
                 if deleted > 0 { logger.debug("pruned delivered events", metadata: ["count": "\(deleted)"]) }
@@ -47,7 +48,9 @@ extension SQLiteOutbox {
                 afterCommit(writer)
             } catch {
                 try? writer.db.execute("ROLLBACK")
-                logger.warning("retention prune failed", metadata: ["error": "\(error)"])
+                if !noteFault(error, while: "pruning delivered events") {
+                    logger.warning("retention prune failed", metadata: ["error": "\(error)"])
+                }
             }
             return true
         }
@@ -73,7 +76,9 @@ extension SQLiteOutbox {
             return deleted + ids
         } catch {
             try? writer.db.execute("ROLLBACK")
-            logger.error("making room in the outbox failed", metadata: ["error": "\(error)"])
+            if !noteFault(error, while: "making room") {
+                logger.error("making room in the outbox failed", metadata: ["error": "\(error)"])
+            }
             return 0
         }
     }

@@ -13,26 +13,62 @@ extension SQLiteOutbox {
 
     /// Opens the database and brings its schema up to date. A file that is not a database, is
     /// damaged, or cannot be opened is renamed aside (`<path>.corrupt-<UTC time>`, with its
-    /// `-wal`/`-shm`) and a fresh outbox is created, so the agent starts instead of crash-looping.
-    /// The renamed file keeps whatever it held for forensics.
-    static func openRecovering(path: String, logger: Logger) throws(SQLiteError) -> SQLiteDatabase {
+    /// `-wal`/`-shm`), a fresh outbox is created, and the pending events still readable in the
+    /// damaged file are stored again in it (`salvage`), so the agent starts instead of
+    /// crash-looping and strands as little as the damage allows. The renamed file keeps whatever
+    /// it held, for forensics.
+    ///
+    /// After a storage fault found while running (`OutboxFault`: the `.check` marker), the file
+    /// is checked first (`PRAGMA quick_check`, about a second per 100 MB) and kept when intact.
+    static func openRecovering(path: String, logger: Logger) throws(SQLiteError) -> (SQLiteDatabase, OutboxRecovery?) {
+        let marker = checkMarkerPath(path)
+        let checkRequested = access(marker, F_OK) == 0
+        let problem: SQLiteError
         do {
-            return try openAndMigrate(path: path, logger: logger)
-        } catch where error.isCorrupt || (error.primaryCode == SQLITE_CANTOPEN && access(path, F_OK) == 0) {
-            let aside = "\(path).corrupt-\(compactUTC(nowMilliseconds()))"
-            guard rename(path, aside) == 0 else {
-                throw SQLiteError(
-                    code: error.code, message: "\(error.message); renaming it aside failed: \(String(cString: strerror(errno)))",
-                    context: "open \(path)")
+            let db = try openAndMigrate(path: path, logger: logger)
+            guard checkRequested else { return (db, nil) }
+            let started = monotonicSeconds()
+            guard let finding = try quickCheck(db) else {
+                unlink(marker)
+                logger.notice(
+                    "outbox checked after a storage failure: intact, kept",
+                    metadata: ["path": "\(path)", "seconds": "\(Int((monotonicSeconds() - started) * 1000)) ms"])
+                return (db, nil)
             }
-            for suffix in ["-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
-                _ = rename(path + suffix, aside + suffix)
-            }
-            logger.error(
-                "outbox unreadable; moved aside and starting with an empty outbox",
-                metadata: ["path": "\(path)", "moved_to": "\(aside)", "error": "\(error)"])
-            return try openAndMigrate(path: path, logger: logger)
+            problem = SQLiteError(code: SQLITE_CORRUPT, message: finding, context: "PRAGMA quick_check of \(path)")
+        } catch where error.isCorrupt || (error.primaryCode == SQLITE_CANTOPEN && access(path, F_OK) == 0)
+            || (checkRequested && error.isStorageFault)
+        {
+            problem = error
         }
+        let aside = "\(path).corrupt-\(compactUTC(nowMilliseconds()))"
+        guard rename(path, aside) == 0 else {
+            throw SQLiteError(
+                code: problem.code, message: "\(problem.message); renaming it aside failed: \(String(cString: strerror(errno)))",
+                context: "open \(path)")
+        }
+        for suffix in ["-wal", "-shm"] where access(path + suffix, F_OK) == 0 {
+            _ = rename(path + suffix, aside + suffix)
+        }
+        let fresh = try openAndMigrate(path: path, logger: logger)
+        let recovery = try salvage(from: aside, into: fresh, reason: "\(problem)", logger: logger)
+        unlink(marker)
+        logger.error(
+            "outbox unreadable; moved aside, its readable pending events stored again in a fresh outbox",
+            metadata: [
+                "path": "\(path)", "moved_to": "\(aside)", "error": "\(problem)", "salvaged": "\(recovery.salvaged)",
+                "unreadable": "\(recovery.unreadable.map(String.init) ?? "unknown")", "dedupe_ids": "\(recovery.dedupeIDs)",
+                "dead_letters_left": "\(recovery.deadLettersLeft)",
+            ])
+        return (fresh, recovery)
+    }
+
+    /// `PRAGMA quick_check`: nil when the file is intact, else its first findings.
+    private static func quickCheck(_ db: SQLiteDatabase) throws(SQLiteError) -> String? {
+        let check = try db.prepare("PRAGMA quick_check(5)")
+        var findings: [String] = []
+        while try check.step() { findings.append(check.text(0)) }
+        return findings == ["ok"] ? nil : findings.joined(separator: "; ")
     }
 
     private static func openAndMigrate(path: String, logger: Logger) throws(SQLiteError) -> SQLiteDatabase {
@@ -115,7 +151,7 @@ extension SQLiteOutbox {
     /// `user_version` while schema 1's events move to the new table.
     static let movingFromVersion1: Int64 = 101
 
-    private static func transaction(_ db: SQLiteDatabase, _ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {
+    static func transaction(_ db: SQLiteDatabase, _ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {
         try db.execute("BEGIN IMMEDIATE")
         do throws(SQLiteError) {
             try body()

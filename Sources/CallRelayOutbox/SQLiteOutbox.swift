@@ -46,6 +46,9 @@ package final class SQLiteOutbox: Sendable {
         /// Monotonic time before which waiting acknowledgements are not retried (0: no failure).
         var settleRetryAt: Double = 0
         var committedListener: (@Sendable () -> Void)?
+        /// Set at the first storage fault (`noteFault`): from then on nothing is written.
+        var fault: String?
+        var faultHandler: (@Sendable (String) -> Void)?
     }
 
     package let path: String
@@ -67,7 +70,7 @@ package final class SQLiteOutbox: Sendable {
         self.path = path
         self.logger = logger
         self.retentionMilliseconds = Int64(retentionHours) * 3_600_000
-        let db = try Self.openRecovering(path: path, logger: logger)
+        let (db, recovery) = try Self.openRecovering(path: path, logger: logger)
         try db.execute("PRAGMA synchronous=\(synchronous.rawValue)")
         let policy = SpacePolicy(maxBytes: maxBytes, pageSize: try db.scalarInt("PRAGMA page_size") ?? 4096)
         space = policy
@@ -82,6 +85,7 @@ package final class SQLiteOutbox: Sendable {
         metrics.pending.store(stats.pending, ordering: .relaxed)
         metrics.oldestPendingReceivedAtMilliseconds.store(stats.oldestPendingReceivedAtMilliseconds ?? 0, ordering: .relaxed)
         metrics.deadLetters.store(stats.deadLetters, ordering: .relaxed)
+        metrics.recovery.withLock { $0 = recovery }
         publishWALGauge(writer)
         schedulePrune(after: 5)
         scheduleGaugeRefresh()
@@ -93,19 +97,20 @@ package final class SQLiteOutbox: Sendable {
     }
 
     /// True while the last write succeeded (for `/readyz`).
-    package var isWritable: Bool { waiting.withLock { !$0.closed && !$0.lastWriteFailed } }
+    package var isWritable: Bool { waiting.withLock { !$0.closed && !$0.lastWriteFailed && $0.fault == nil } }
 
     // MARK: Inputs
 
     /// Stores `event` durably; `completion` runs on the outbox queue after the commit (or failure).
     package func append(_ event: OutboxEvent, completion: @escaping @Sendable (Result<AppendOutcome, OutboxError>) -> Void) {
-        let rejected: Bool = waiting.withLock { w in
-            if w.closed { return true }
+        let rejected: OutboxError? = waiting.withLock { w in
+            if let fault = w.fault { return .storage("the outbox file cannot be trusted (\(fault)); the agent is restarting") }
+            if w.closed { return .closed }
             w.appends.append((event, completion))
             scheduleFlushLocked(&w)
-            return false
+            return nil
         }
-        if rejected { completion(.failure(.closed)) }
+        if let rejected { completion(.failure(rejected)) }
     }
 
     /// Records the broker's acknowledgement of `seq`.
@@ -157,6 +162,7 @@ package final class SQLiteOutbox: Sendable {
             }
             let result: Result<[OutboxRecord], OutboxError> = self.connection.withLock { writer in
                 guard let writer else { return .failure(.closed) }
+                if let fault = self.fault { return .failure(.storage(fault)) }
                 writer.settle(marks: marks, dead: dead)
                 if let fromMemory = writer.tail.records(after: after, limit: limit, settled: writer.isDone) {
                     self.metrics.fetchedFromMemory.add(fromMemory.count, ordering: .relaxed)
@@ -167,6 +173,7 @@ package final class SQLiteOutbox: Sendable {
                     self.metrics.fetchedFromDisk.add(rows.count, ordering: .relaxed)
                     return .success(rows)
                 } catch {
+                    self.noteFault(error, while: "reading pending events")
                     return .failure(.storage(error.description))
                 }
             }
@@ -186,6 +193,7 @@ package final class SQLiteOutbox: Sendable {
                 do throws(SQLiteError) {
                     return .success(try Self.readStats(writer.db))
                 } catch {
+                    noteFault(error, while: "counting events")
                     return .failure(.storage(error.description))
                 }
             }
@@ -261,7 +269,7 @@ package final class SQLiteOutbox: Sendable {
                 return
             }
             writer.shrinkScheduled = false
-            if writer.db.checkpoint(.truncate) { publishWALGauge(writer) }
+            if fault == nil, writer.db.checkpoint(.truncate) { publishWALGauge(writer) }
         }
     }
 
@@ -290,12 +298,14 @@ package final class SQLiteOutbox: Sendable {
         checkpointer.close()
         queue.sync {
             // A few rounds at most: a failing disk must not hang the shutdown.
-            for _ in 0..<4 where waiting.withLock({ !$0.appends.isEmpty || !$0.marks.isEmpty || !$0.deadLetters.isEmpty }) {
+            // After a storage fault nothing more is written to the file (the next start checks it).
+            let faulted = fault != nil
+            for _ in 0..<4 where !faulted && waiting.withLock({ !$0.appends.isEmpty || !$0.marks.isEmpty || !$0.deadLetters.isEmpty }) {
                 flush(final: true)
             }
             flush(final: true)
             connection.withLock { writer in
-                if let writer {
+                if let writer, !faulted {
                     do throws(SQLiteError) {
                         try writer.persistAcknowledgedAbove()
                     } catch {

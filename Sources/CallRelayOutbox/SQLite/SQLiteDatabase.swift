@@ -6,12 +6,25 @@ package struct SQLiteError: Error, Sendable, CustomStringConvertible {
     package let message: String
     package let context: String
 
+    package init(code: Int32, message: String, context: String) {
+        self.code = code
+        self.message = message
+        self.context = context
+    }
+
     /// The primary result code (extended codes carry more bits).
     package var primaryCode: Int32 { code & 0xff }
     /// The disk or the outbox cap (`max_page_count`) is full.
     package var isFull: Bool { primaryCode == SQLITE_FULL }
     /// The file is not a database or is damaged.
     package var isCorrupt: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
+    /// The file is damaged or the disk failed a read, write or fsync (`SQLITE_IOERR_*`, but not
+    /// its out-of-memory code): retrying on the same file cannot be trusted (after a failed
+    /// fsync the kernel may have dropped the dirty pages and report the next fsync clean).
+    package var isStorageFault: Bool {
+        let ioerrNoMemory = SQLITE_IOERR | (12 << 8)  // SQLITE_IOERR_NOMEM
+        return isCorrupt || (primaryCode == SQLITE_IOERR && code != ioerrNoMemory)
+    }
 
     package var description: String { "\(context): \(message) (sqlite code \(code))" }
 }
