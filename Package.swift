@@ -40,6 +40,8 @@ let package = Package(
         .target(name: "CallRelayConfig", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
         // PIOPIY payload -> callrelay.call-event.v1. Pure functions.
         .target(name: "CallRelayNormalize", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
+        // Call state (CONTRACT §9): a join of what each webhook says, per call. Pure values.
+        .target(name: "CallRelayCalls", dependencies: ["CallRelayCore", "CallRelayNormalize"], swiftSettings: swiftSettings),
         // Durable outbox in SQLite (WAL, group commit). Only importer of CSQLite.
         .target(name: "CallRelayOutbox", dependencies: ["CallRelayCore", "CSQLite", logging], swiftSettings: swiftSettings),
         // libmosquitto client. Only importer of CMosquitto.
@@ -58,7 +60,10 @@ let package = Package(
         // Wiring only: build and stop the running agent.
         .target(
             name: "CallRelayDaemon",
-            dependencies: ["CallRelayConfig", "CallRelayIngest", "CallRelayOutbox", "CallRelayMQTT", "CallRelayDelivery", logging] + nio,
+            dependencies: [
+                "CallRelayConfig", "CallRelayIngest", "CallRelayOutbox", "CallRelayMQTT", "CallRelayDelivery", "CallRelayCalls",
+                "CallRelayNormalize", logging,
+            ] + nio,
             swiftSettings: swiftSettings),
         // The CLI verbs, one file each.
         .target(
@@ -80,6 +85,9 @@ let package = Package(
             name: "CallRelayNormalizeTests", dependencies: ["CallRelayNormalize", "CallRelayCore"], resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayOutboxTests", dependencies: ["CallRelayOutbox", "CallRelayCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CallRelayCallsTests", dependencies: ["CallRelayCalls", "CallRelayNormalize", "CallRelayCore"], resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayDeliveryTests", dependencies: ["CallRelayDelivery", "CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CallRelayIngestTests",
@@ -94,6 +102,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "CallRelayDaemon", "CallRelayConfig", "CallRelayOutbox", "CallRelayTesting", "CallRelayMQTT", "CallRelayCore", "CallRelayIngest",
+                "CallRelayCalls",
             ],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
     ]

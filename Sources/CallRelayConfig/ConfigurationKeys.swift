@@ -153,6 +153,12 @@ extension ConfigurationKey {
                 "The SQLite file every webhook is written to before it is answered, and kept in until the broker has it."
         ),
         ConfigurationSection(
+            name: "calls", title: "Call state",
+            summary: """
+                One retained MQTT message per call on {topic_prefix}/{app_id}/calls/{call_key}, always current, so a CRM \
+                that starts or reconnects sees every call already running (docs/payload-format.md, "Call state").
+                """),
+        ConfigurationSection(
             name: "log", title: "Logging", summary: "What callrelay writes to its log (the systemd journal)."),
     ]
 
@@ -166,6 +172,7 @@ extension ConfigurationKey {
         mqttCAFile, mqttCertFile, mqttKeyFile, mqttTLSInsecure, mqttMaxInflight, mqttReconnectMinMilliseconds,
         mqttReconnectMaxMilliseconds, mqttProtocol, mqttMessageExpirySeconds,
         storagePath, storageMaxBytes, storageRetentionHours, storageSynchronous,
+        callsEnabled, callsClearAfterSeconds, callsStaleAfterSeconds,
         logLevel,
     ]
 
@@ -423,6 +430,29 @@ extension ConfigurationKey {
             How hard SQLite makes each write durable. "full" waits until the disk has every answered webhook, \
             so none is lost even on a power cut; "normal" is faster, but a power cut (not a callrelay crash) may lose \
             the webhooks answered in the last moments before it.
+            """)
+
+    // MARK: [calls]
+
+    package static let callsEnabled = ConfigurationKey(
+        "calls.enabled", .boolean, default: .boolean(true), rule: .anyValue,
+        description: """
+            Publish the retained call state besides the events. Turning it off stops new state messages; the retained \
+            ones already on the broker stay until they are cleared by hand.
+            """)
+
+    package static let callsClearAfterSeconds = ConfigurationKey(
+        "calls.clear_after_seconds", .integer, default: .integer(600), rule: .integerRange(1...604_800),
+        description: """
+            Seconds an ended call's state stays retained before it is cleared (an empty retained message), so that a \
+            screen can still show how the call ended.
+            """)
+
+    package static let callsStaleAfterSeconds = ConfigurationKey(
+        "calls.stale_after_seconds", .integer, default: .integer(14_400), rule: .integerRange(60...2_592_000),
+        description: """
+            Seconds without any webhook after which a call that never ended (a hangup PIOPIY did not send) is ended \
+            with outcome "stale".
             """)
 
     // MARK: [log]

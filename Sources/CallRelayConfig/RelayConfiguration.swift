@@ -123,13 +123,28 @@ package struct RelayConfiguration: Sendable, Equatable {
     package var http: HTTP
     package var mqtt: MQTT
     package var storage: Storage
+    package var calls: Calls
     /// One of trace, debug, info, notice, warning, error, critical (swift-log's level names).
     package var logLevel: String
 
-    package init(http: HTTP, mqtt: MQTT, storage: Storage, logLevel: String) {
+    /// `[calls]`: the retained call state (CONTRACT §9).
+    package struct Calls: Sendable, Equatable {
+        package var enabled: Bool
+        package var clearAfterSeconds: Int
+        package var staleAfterSeconds: Int
+
+        package init(enabled: Bool = true, clearAfterSeconds: Int = 600, staleAfterSeconds: Int = 14_400) {
+            self.enabled = enabled
+            self.clearAfterSeconds = clearAfterSeconds
+            self.staleAfterSeconds = staleAfterSeconds
+        }
+    }
+
+    package init(http: HTTP, mqtt: MQTT, storage: Storage, calls: Calls = Calls(), logLevel: String) {
         self.http = http
         self.mqtt = mqtt
         self.storage = storage
+        self.calls = calls
         self.logLevel = logLevel
     }
 
@@ -229,6 +244,9 @@ extension RelayConfiguration {
             storage: Storage(
                 path: values.string(.storagePath), maxBytes: maxBytes,
                 retentionHours: values.integer(.storageRetentionHours), synchronous: synchronous),
+            calls: Calls(
+                enabled: values.boolean(.callsEnabled), clearAfterSeconds: values.integer(.callsClearAfterSeconds),
+                staleAfterSeconds: values.integer(.callsStaleAfterSeconds)),
             logLevel: values.string(.logLevel))
     }
 }

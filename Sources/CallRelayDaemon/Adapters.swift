@@ -1,3 +1,4 @@
+import CallRelayCalls
 import CallRelayCore
 import CallRelayDelivery
 import CallRelayIngest
@@ -16,7 +17,8 @@ struct OutboxWebhookStore: WebhookStore {
     ) {
         let row = OutboxEvent(
             id: event.id, dedupeOrder: event.dedupeOrder, callID: event.callID, topic: event.topic(prefix: topicPrefix),
-            kind: event.kind.rawValue, body: body, payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds)
+            kind: event.kind.rawValue, body: body, payload: event.payload, receivedAtMilliseconds: receivedAtMilliseconds,
+            companionInput: event.call)
         outbox.append(row) { result in
             switch result {
             case .success(.stored(let id)): completion(.success(.stored(id: id)))
@@ -57,6 +59,9 @@ struct OutboxDeliveryStore: DeliveryStore {
         switch content {
         case .payload(let payload):
             return payload
+        case .body(let data, kind: CallStateCompanion.rowKind, _):
+            // A call-state row stores its payload as it is.
+            return data
         case .body(let body, let kind, let receivedAt):
             // The body was parsed when it was accepted; failing now means the file is damaged:
             // publish what is stored rather than stop the queue.
@@ -83,7 +88,9 @@ struct MosquittoTransport: DeliveryTransport {
 
     func publish(_ item: DeliveryItem) -> PublishAttempt {
         guard client.isConnected else { return .notConnected }
-        switch client.publish(topic: item.topic, payload: item.payload, qos: qos, properties: properties(of: item)) {
+        // Call-state messages are retained: a subscriber that connects later gets every current call.
+        let retain = item.kind == CallStateCompanion.rowKind
+        switch client.publish(topic: item.topic, payload: item.payload, qos: qos, retain: retain, properties: properties(of: item)) {
         case .success(let mid): return .queued(mid: mid)
         case .failure(let error) where error.isNotConnected: return .notConnected
         case .failure(let error) where error.isOversize:
@@ -95,6 +102,12 @@ struct MosquittoTransport: DeliveryTransport {
     }
 
     func properties(of item: DeliveryItem) -> MQTTPublishProperties {
+        if item.kind == CallStateCompanion.rowKind {
+            // A clearing (empty payload) carries no properties: it only deletes the retained message.
+            guard !item.payload.isEmpty else { return MQTTPublishProperties() }
+            return MQTTPublishProperties(
+                payloadIsUTF8: true, contentType: "application/json", userProperties: [("schema", CallStatePayload.schemaName)])
+        }
         // A replayed row's id is the original's plus "#replay-…"; the payload keeps the original.
         let id = item.eventID.split(separator: "#", maxSplits: 1).first.map(String.init) ?? item.eventID
         var user: [(name: String, value: String)] = [("schema", PiopiyNormalizer.schemaName), ("id", id)]

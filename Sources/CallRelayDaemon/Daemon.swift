@@ -1,3 +1,4 @@
+import CallRelayCalls
 import CallRelayConfig
 import CallRelayDelivery
 import CallRelayIngest
@@ -42,10 +43,15 @@ package final class Daemon: Sendable {
         let c = configuration
         // Opening (migration, recovery) and counting block: they run on NIO's blocking pool,
         // never on the Swift concurrency pool.
+        let calls =
+            c.calls.enabled
+            ? CallStateCompanion(
+                settings: .init(clearAfterSeconds: c.calls.clearAfterSeconds, staleAfterSeconds: c.calls.staleAfterSeconds),
+                topicPrefix: c.mqtt.topicPrefix) : nil
         let outbox = try await blocking {
             try SQLiteOutbox(
                 path: c.storage.path, synchronous: c.storage.synchronous == .normal ? .normal : .full, maxBytes: c.storage.maxBytes,
-                retentionHours: c.storage.retentionHours, logger: logger.with(label: "outbox"))
+                retentionHours: c.storage.retentionHours, companion: calls, logger: logger.with(label: "outbox"))
         }
         let (storageFaults, faultFound) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
         outbox.setFaultHandler { faultFound.yield($0) }
@@ -85,7 +91,7 @@ package final class Daemon: Sendable {
         client.start()
 
         let metrics = IngestMetrics()
-        let metricsText = MetricsText(ingest: metrics, pump: pump, client: client, outbox: outbox)
+        let metricsText = MetricsText(ingest: metrics, pump: pump, client: client, outbox: outbox, calls: calls)
         let ingest: IngestServer
         var admin: IngestServer?
         let store = OutboxWebhookStore(outbox: outbox, topicPrefix: c.mqtt.topicPrefix)

@@ -15,6 +15,8 @@ struct MetricsText: Sendable {
     let pump: DeliveryPump
     let client: MosquittoClient
     let outbox: SQLiteOutbox
+    /// The call state, when `calls.enabled`.
+    let calls: CallStateCompanion?
 
     func render() -> String { render(nowMilliseconds: SQLiteOutbox.nowMilliseconds()) }
 
@@ -98,6 +100,14 @@ struct MetricsText: Sendable {
             "callrelay_outbox_unreadable_events", .gauge,
             "Pending events of a damaged outbox that this start could not read (-1: the file could not say how many).")
         out.sample("callrelay_outbox_unreadable_events", recovery.map { $0.unreadable ?? -1 } ?? 0)
+        if let calls {
+            out.family("callrelay_calls_active", .gauge, "Calls started and not yet ended (CONTRACT §9).")
+            out.sample("callrelay_calls_active", calls.activeCalls.load(ordering: .relaxed))
+            out.family("callrelay_calls_retained", .gauge, "Calls whose state is retained on the broker: active, or ended and not yet cleared.")
+            out.sample("callrelay_calls_retained", calls.retainedCalls.load(ordering: .relaxed))
+            out.family("callrelay_call_state_messages_total", .counter, "Call-state messages (and clearings) stored in the outbox for publishing.")
+            out.sample("callrelay_call_state_messages_total", calls.messages.load(ordering: .relaxed))
+        }
         out.family("callrelay_outbox_max_bytes", .gauge, "storage.max_bytes: the bound on the database, WAL and SHM files together.")
         out.sample("callrelay_outbox_max_bytes", Int(outbox.space.maxBytes))
         out.family("callrelay_outbox_checkpoints_total", .counter, "WAL checkpoints the writer ran to restart the log (result=busy: a reader kept one from completing).")

@@ -34,11 +34,14 @@ package struct NormalizedEvent: Sendable {
     package let callID: String?
     /// The complete `callrelay.call-event.v1` JSON object, compact UTF-8.
     package let payload: [UInt8]
+    /// What the webhook says about its call (nil when it names none), for the call state.
+    package let call: CallFacts?
 
     package init(
         id: String, dedupeKey: String, dedupeOrder: Int64 = 0, kind: WebhookKind, event: String, appID: String, callID: String?,
-        payload: [UInt8]
+        payload: [UInt8], call: CallFacts? = nil
     ) {
+        self.call = call
         self.id = id
         self.dedupeKey = dedupeKey
         self.dedupeOrder = dedupeOrder

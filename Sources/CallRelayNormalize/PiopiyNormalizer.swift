@@ -25,7 +25,8 @@ package enum PiopiyNormalizer {
             receivedAtMilliseconds: receivedAtMilliseconds)
         return NormalizedEvent(
             id: id, dedupeKey: dedupeKey, dedupeOrder: dedupeOrder(fields, kind: kind, hasCallID: callID != nil), kind: kind,
-            event: event, appID: appLevel, callID: callID, payload: payload)
+            event: event, appID: appLevel, callID: callID, payload: payload,
+            call: callFacts(fields, kind: kind, event: event, appLevel: appLevel, callID: callID))
     }
 
     // MARK: Input fields

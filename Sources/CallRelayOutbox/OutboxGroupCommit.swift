@@ -68,7 +68,8 @@ extension SQLiteOutbox {
             if markPending && !markDue {
                 waiting.withLock { scheduleFlushLocked(&$0, after: Self.markDelaySeconds) }
             }
-            if appends.isEmpty && dead.isEmpty && !markDue { return }
+            let companionDue = writer.companion?.isDue(now: Self.nowMilliseconds()) ?? false
+            if appends.isEmpty && dead.isEmpty && !markDue && !companionDue { return }
             commit(writer, appends: appends, dead: dead, mark: markDue, listener: listener, started: now)
         }
     }
@@ -118,8 +119,10 @@ extension SQLiteOutbox {
             writer.tail.append(written.stored)
             afterCommit(writer)
             metrics.recordCommit(seconds: Self.monotonicSeconds() - started)
-            let storedCount = written.stored.count
+            // Webhooks stored (the companion's rows are counted apart).
+            let storedCount = written.outcomes.reduce(0) { n, o in if case .stored = o { n + 1 } else { n } }
             metrics.stored.add(storedCount, ordering: .relaxed)
+            metrics.derivedRows.add(written.stored.count - storedCount, ordering: .relaxed)
             metrics.duplicates.add(written.outcomes.count - storedCount, ordering: .relaxed)
             metrics.pending.store(writer.ledger.pending(lastSeq: writer.lastSeq), ordering: .relaxed)
         }
@@ -168,7 +171,11 @@ extension SQLiteOutbox {
     }
 
     private func attempt(_ writer: Writer, _ events: [OutboxEvent], dead: [DeadLetter], mark: Bool) -> Result<Written, OutboxError> {
-        if events.isEmpty && dead.isEmpty && (!mark || writer.ledger.pendingCommit() == nil) { return .success(([], [], nil)) }
+        if events.isEmpty && dead.isEmpty && (!mark || writer.ledger.pendingCommit() == nil)
+            && !(writer.companion?.isDue(now: Self.nowMilliseconds()) ?? false)
+        {
+            return .success(([], [], nil))
+        }
         do throws(SQLiteError) {
             return .success(try writer.write(events, dead: dead, mark: mark, now: Self.nowMilliseconds()))
         } catch {

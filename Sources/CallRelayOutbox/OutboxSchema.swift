@@ -80,6 +80,8 @@ extension SQLiteOutbox {
         // The first read of the header: a non-database file fails here with SQLITE_NOTADB.
         _ = try db.scalarText("PRAGMA journal_mode=WAL")
         try migrate(db, logger: logger)
+        // The companion's keyed state (the call state): a table older builds ignore.
+        try db.execute("CREATE TABLE IF NOT EXISTS companion_state(key TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID")
         // Reads the schema and the first pages: damaged files usually fail here.
         _ = try db.scalarInt("SELECT count(*) FROM (SELECT seq FROM events ORDER BY seq DESC LIMIT 1)")
         return db

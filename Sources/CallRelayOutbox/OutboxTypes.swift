@@ -14,11 +14,14 @@ package struct OutboxEvent: Sendable {
     package var body: [UInt8]
     package var payload: [UInt8]
     package var receivedAtMilliseconds: Int64
+    /// What the companion needs from this event (the call facts), never stored.
+    package var companionInput: (any Sendable)?
 
     package init(
         id: String, dedupeOrder: Int64 = 0, callID: String?, topic: String, kind: String, body: [UInt8], payload: [UInt8],
-        receivedAtMilliseconds: Int64
+        receivedAtMilliseconds: Int64, companionInput: (any Sendable)? = nil
     ) {
+        self.companionInput = companionInput
         self.id = id
         self.dedupeOrder = dedupeOrder
         self.callID = callID

@@ -17,6 +17,10 @@ extension SQLiteOutbox {
         let begin: SQLiteStatement
         let commit: SQLiteStatement
         let rollback: SQLiteStatement
+        private let upsertCompanion: SQLiteStatement
+        private let deleteCompanion: SQLiteStatement
+        /// Derives rows and keyed state inside each transaction (`OutboxCompanion`).
+        var companion: (any OutboxCompanion)?
 
         var ledger: DeliveryLedger
         /// Dead letters reported but not yet in `dead_letters`: never handed out again, but not
@@ -71,6 +75,9 @@ extension SQLiteOutbox {
             begin = try db.prepare("BEGIN IMMEDIATE")
             commit = try db.prepare("COMMIT")
             rollback = try db.prepare("ROLLBACK")
+            upsertCompanion = try db.prepare(
+                "INSERT INTO companion_state(key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data")
+            deleteCompanion = try db.prepare("DELETE FROM companion_state WHERE key = ?1")
 
             let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
             markMinute = try db.scalarInt("SELECT max(minute) FROM delivery_marks") ?? 0
@@ -160,11 +167,15 @@ extension SQLiteOutbox {
             do throws(SQLiteError) {
                 var outcomes: [AppendOutcome] = []
                 var stored: [OutboxRecord] = []
-                if !appends.isEmpty {
+                let due = companion.map { $0.isDue(now: now) } ?? false
+                if !appends.isEmpty || due {
                     outcomes.reserveCapacity(appends.count)
                     // Another process (`callrelay replay`) may have appended since our last commit.
                     try refreshLastSeq()
                     var next = max(lastSeq, ledger.watermark) + 1
+                    if due, let companion {
+                        for row in companion.dueRows(now: now) { try insertDerived(row, seq: &next, into: &stored) }
+                    }
                     for e in appends {
                         insertDedupe.bind(1, Self.dedupeOrder(e))
                         insertDedupe.bind(2, e.id)
@@ -185,6 +196,21 @@ extension SQLiteOutbox {
                         outcomes.append(.stored(id: e.id))
                         stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, content: .payload(e.payload), callID: e.callID, kind: e.kind))
                         next += 1
+                        if let companion {
+                            for row in companion.rows(after: e, now: now) { try insertDerived(row, seq: &next, into: &stored) }
+                        }
+                    }
+                }
+                if let companion {
+                    for (key, data) in companion.changes() {
+                        if let data {
+                            upsertCompanion.bind(1, key)
+                            upsertCompanion.bind(2, blob: data)
+                            try upsertCompanion.run()
+                        } else {
+                            deleteCompanion.bind(1, key)
+                            try deleteCompanion.run()
+                        }
                     }
                 }
                 for letter in dead {
@@ -207,13 +233,14 @@ extension SQLiteOutbox {
                     markMinute = minute
                 }
                 try commit.run()
+                companion?.finish(committed: true)
                 for letter in dead { unwrittenDead.remove(letter.seq) }
                 if let mark {
                     ledger.committed(mark)
                     if ackedAboveRows { ackedAboveRows = (try? db.scalarInt("SELECT count(*) FROM acked_above")).flatMap { $0 } ?? 0 > 0 }
                 }
-                if let last = stored.last {
-                    lastSeq = last.seq
+                if let last = stored.last { lastSeq = last.seq }
+                if !appends.isEmpty, !stored.isEmpty {
                     let bytes = appends.reduce(Int64(0)) { $0 + Int64($1.body.count + $1.topic.utf8.count + 120) }
                     let average = bytes / Int64(stored.count)
                     averageRowBytes = averageRowBytes == 4096 ? average : (averageRowBytes * 7 + average) / 8
@@ -221,9 +248,32 @@ extension SQLiteOutbox {
                 return (outcomes, stored, mark)
             } catch {
                 try? rollback.run()
+                companion?.finish(committed: false)
                 ledger = ledgerBefore
                 throw error
             }
+        }
+
+        /// A companion's row, right after the event that caused it (no dedupe row: its id is its own).
+        private func insertDerived(_ row: OutboxEvent, seq next: inout Int64, into stored: inout [OutboxRecord]) throws(SQLiteError) {
+            insertEvent.bind(1, next)
+            insertEvent.bind(2, row.id)
+            insertEvent.bind(3, row.callID)
+            insertEvent.bind(4, row.topic)
+            insertEvent.bind(5, row.kind)
+            insertEvent.bind(6, blob: row.body)
+            insertEvent.bind(7, row.receivedAtMilliseconds)
+            try insertEvent.run()
+            stored.append(OutboxRecord(seq: next, eventID: row.id, topic: row.topic, content: .payload(row.payload), callID: row.callID, kind: row.kind))
+            next += 1
+        }
+
+        /// The companion's keyed state as persisted.
+        func companionRecords() throws(SQLiteError) -> [(key: String, data: [UInt8])] {
+            let s = try db.prepare("SELECT key, data FROM companion_state ORDER BY key")
+            var records: [(key: String, data: [UInt8])] = []
+            while try s.step() { records.append((s.text(0), s.blob(1))) }
+            return records
         }
 
         /// At close: the acknowledgements above the watermark go to `acked_above`, so a restart

@@ -98,7 +98,7 @@ extension SQLiteOutbox {
         let filter = """
             received_at >= ?1 AND received_at < ?2 AND (?3 IS NULL OR call_id = ?3)
               AND (seq <= ?4 OR seq IN (SELECT seq FROM acked_above) OR seq IN (SELECT seq FROM dead_letters))
-              AND instr(event_id, '#replay-') = 0 AND seq > ?5 AND seq <= ?6
+              AND instr(event_id, '#replay-') = 0 AND coalesce(kind, '') != 'state' AND seq > ?5 AND seq <= ?6
             """
         let chunkEnd = try db.prepare("SELECT seq FROM events WHERE \(filter) ORDER BY seq LIMIT 1 OFFSET \(chunk - 1)")
         let copy = try db.prepare(

@@ -65,7 +65,7 @@ package final class SQLiteOutbox: Sendable {
     /// Opens (creating if needed) the outbox at `path`.
     package init(
         path: String, synchronous: SynchronousMode = .full, maxBytes: Int64 = 1 << 30, retentionHours: Int = 168,
-        logger: Logger = Logger(label: "callrelay.outbox")
+        companion: (any OutboxCompanion)? = nil, logger: Logger = Logger(label: "callrelay.outbox")
     ) throws(SQLiteError) {
         self.path = path
         self.logger = logger
@@ -79,6 +79,10 @@ package final class SQLiteOutbox: Sendable {
         try db.execute("PRAGMA journal_size_limit=\(policy.walLimitBytes)")
         try db.execute("PRAGMA max_page_count=\(policy.hardPages)")
         let writer = try Writer(db: db, policy: policy)
+        if let companion {
+            companion.load(try writer.companionRecords())
+            writer.companion = companion
+        }
         connection = Mutex(writer)
         checkpointer = try WALCheckpointer(path: path)
         let stats = try Self.readStats(db)
@@ -89,6 +93,22 @@ package final class SQLiteOutbox: Sendable {
         publishWALGauge(writer)
         schedulePrune(after: 5)
         scheduleGaugeRefresh()
+        if companion != nil { scheduleCompanionTick() }
+    }
+
+    /// Every second: a commit when the companion has rows due (its timers), riding on the group commit.
+    private func scheduleCompanionTick() {
+        queue.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+            guard let self else { return }
+            let open: Bool = self.connection.withLock { writer in
+                guard let writer else { return false }
+                if self.fault == nil, writer.companion?.isDue(now: Self.nowMilliseconds()) == true {
+                    self.waiting.withLock { self.scheduleFlushLocked(&$0) }
+                }
+                return true
+            }
+            if open { self.scheduleCompanionTick() }
+        }
     }
 
     /// Called (on the outbox queue) after every commit that stored at least one new row.

@@ -276,10 +276,10 @@ struct ConfigurationRuleTests {
         RuleCase("[MQTT]\nport = 1\n", "test.toml:1: unknown table [MQTT]; did you mean [mqtt]?"),
         RuleCase(
             "[database]\nfile = \"x\"\n",
-            "test.toml:1: unknown table [database]; callrelay's tables are [http], [mqtt], [storage] and [log]"),
+            "test.toml:1: unknown table [database]; callrelay's tables are [http], [mqtt], [storage], [calls] and [log]"),
         RuleCase(
             "[mqtt.tls]\nca = \"x\"\n",
-            "test.toml:1: unknown table [mqtt.tls]; callrelay's tables are [http], [mqtt], [storage] and [log]"),
+            "test.toml:1: unknown table [mqtt.tls]; callrelay's tables are [http], [mqtt], [storage], [calls] and [log]"),
         RuleCase("[mqtt.port]\n", "test.toml:1: [mqtt.port] is a key, not a table; write 'port = ...' under [mqtt]"),
         RuleCase("port = 1883\n", "test.toml:1: key 'port' is outside any table; write it under [mqtt]"),
         RuleCase(

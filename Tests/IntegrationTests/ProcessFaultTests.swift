@@ -13,7 +13,7 @@ struct ProcessFaultTests {
         let stderrPath: String
     }
 
-    static func writeConfig(directory: URL, brokerPort: Int, httpPort: Int, clientID: String) throws -> URL {
+    static func writeConfig(directory: URL, brokerPort: Int, httpPort: Int, clientID: String, extra: String = "") throws -> URL {
         let file = directory.appendingPathComponent("callrelay.toml")
         try """
         [http]
@@ -25,6 +25,7 @@ struct ProcessFaultTests {
         reconnect_max_ms = 1000
         [storage]
         path = "\(directory.path)/outbox.sqlite3"
+        \(extra)
         """.write(to: file, atomically: true, encoding: .utf8)
         return file
     }

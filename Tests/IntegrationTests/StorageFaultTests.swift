@@ -30,7 +30,8 @@ struct StorageFaultTests {
 
         let directory = temporaryDirectory()
         let httpPort = try freeTCPPort()
-        let config = try ProcessFaultTests.writeConfig(directory: directory, brokerPort: broker.port, httpPort: httpPort, clientID: "damage-test")
+        let config = try ProcessFaultTests.writeConfig(directory: directory, brokerPort: broker.port, httpPort: httpPort, clientID: "damage-test",
+            extra: "[calls]\nenabled = false")  // counts rows: one per webhook
         let agent = try ProcessFaultTests.start(config: config, httpPort: httpPort, directory: directory)
         let answered = IDs()
         DispatchQueue.concurrentPerform(iterations: 8) { worker in

@@ -182,6 +182,11 @@ package final class SQLiteStatement {
         if let value { bind(index, value) } else { bindNull(index) }
     }
     package func bind(_ index: Int32, blob: [UInt8]) {
+        // An empty array has no base address, which SQLite would bind as NULL.
+        if blob.isEmpty {
+            sqlite3_bind_zeroblob(handle, index, 0)
+            return
+        }
         blob.withUnsafeBytes { buffer in
             _ = sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), csqlite_transient)
         }

@@ -1,0 +1,112 @@
+import CallRelayCalls
+import CallRelayNormalize
+import CallRelayOutbox
+import Synchronization
+
+/// The call state (CONTRACT §9) riding on the outbox: inside each commit, the tracker turns the
+/// webhooks just stored into call-state rows (retained on `{prefix}/{app}/calls/{key}`), written
+/// in the same transaction right after their event, and its records into `companion_state`.
+/// The tracker works on a copy that becomes current only once the commit is on disk.
+final class CallStateCompanion: OutboxCompanion {
+    /// The `kind` of a call-state row in the outbox.
+    static let rowKind = "state"
+
+    private struct State {
+        var tracker: CallTracker
+        /// The transaction's copy, nil outside one.
+        var working: CallTracker?
+        /// `tracker.nextDeadline`, kept so `isDue` costs nothing.
+        var deadline: Int64?
+    }
+
+    private let state: Mutex<State>
+    private let topicPrefix: String
+    /// For `/metrics` and `status`.
+    let activeCalls = Atomic<Int>(0)
+    let retainedCalls = Atomic<Int>(0)
+    let messages = Atomic<Int>(0)
+
+    init(settings: CallTracker.Settings, topicPrefix: String) {
+        state = Mutex(State(tracker: CallTracker(settings: settings)))
+        self.topicPrefix = topicPrefix
+    }
+
+    func load(_ records: [(key: String, data: [UInt8])]) {
+        let calls = records.compactMap { CallRecordCoding.decode($0.data) }
+        state.withLock { s in
+            s.tracker = CallTracker(settings: s.tracker.settings, calls: calls)
+            s.deadline = s.tracker.nextDeadline
+            publishGauges(s.tracker)
+        }
+    }
+
+    func rows(after event: OutboxEvent, now: Int64) -> [OutboxEvent] {
+        guard let facts = event.companionInput as? CallFacts else { return [] }
+        return state.withLock { s in
+            var t = s.working ?? s.tracker
+            let out = t.ingest(facts, eventID: event.id, now: now)
+            s.working = t
+            return out.map { row($0, now: now) }
+        }
+    }
+
+    func isDue(now: Int64) -> Bool {
+        state.withLock { s in s.deadline.map { $0 <= now } ?? false }
+    }
+
+    func dueRows(now: Int64) -> [OutboxEvent] {
+        state.withLock { s in
+            var t = s.working ?? s.tracker
+            let out = t.sweep(now: now)
+            s.working = t
+            return out.map { row($0, now: now) }
+        }
+    }
+
+    func changes() -> [(key: String, data: [UInt8]?)] {
+        state.withLock { s in
+            guard var t = s.working else { return [] }
+            let changed = t.takeChanges().map { (key: $0.key, data: $0.call.map(CallRecordCoding.encode)) }
+            s.working = t
+            return changed
+        }
+    }
+
+    func finish(committed: Bool) {
+        state.withLock { s in
+            guard let working = s.working else { return }
+            s.working = nil
+            guard committed else { return }
+            s.tracker = working
+            s.deadline = working.nextDeadline
+            publishGauges(working)
+        }
+    }
+
+    private func publishGauges(_ t: CallTracker) {
+        activeCalls.store(t.activeCount, ordering: .relaxed)
+        retainedCalls.store(t.retainedCount, ordering: .relaxed)
+    }
+
+    private func row(_ m: CallTracker.Message, now: Int64) -> OutboxEvent {
+        messages.add(1, ordering: .relaxed)
+        return OutboxEvent(
+            id: m.rowID, callID: nil, topic: "\(topicPrefix)/\(m.appLevel)/calls/\(Self.topicLevel(m.key))", kind: Self.rowKind,
+            body: m.payload, payload: m.payload, receivedAtMilliseconds: now)
+    }
+
+    /// The key as a topic level: kept when it is only letters, digits, `.`, `_` and `-` (PIOPIY's
+    /// UUIDs and conversation ids are), else every other byte becomes `_`.
+    static func topicLevel(_ key: String) -> String {
+        let bytes = Array(key.utf8).prefix(128)
+        let safe = bytes.map { b -> UInt8 in
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                b
+            default: UInt8(ascii: "_")
+            }
+        }
+        return safe.isEmpty ? "unknown" : String(decoding: safe, as: UTF8.self)
+    }
+}
