@@ -56,6 +56,10 @@ package struct CallTracker: Sendable, Equatable {
     private var keyByCallID: [String: String] = [:]
     /// Keys whose record changed since `takeChanges`.
     private var changed: Set<String> = []
+    /// Never later than the earliest deadline of any call: kept as a minimum over the calls each
+    /// webhook touches (a webhook only moves its call's deadline later, or adds one), recomputed
+    /// in full by `sweep`. So a commit costs nothing per tracked call.
+    private var earliestDeadline: Int64?
 
     package init(settings: Settings, calls: [Call] = []) {
         self.settings = settings
@@ -63,6 +67,7 @@ package struct CallTracker: Sendable, Equatable {
             self.calls[call.key] = call
             index(call)
         }
+        earliestDeadline = Self.fullDeadline(self.calls.values, settings)
     }
 
     /// Calls not ended (what `status` and `/metrics` call active).
@@ -94,6 +99,7 @@ package struct CallTracker: Sendable, Equatable {
             orphan.clearedAt = now
             calls[callID] = orphan
             changed.insert(callID)
+            lower(deadline(orphan))
             out.append(Message(appLevel: orphan.state.appLevel, key: callID, payload: [], rowID: "\(callID)#clear"))
         }
         if let callID { keyByCallID[callID] = key }
@@ -104,9 +110,11 @@ package struct CallTracker: Sendable, Equatable {
         call.lastActivityAt = now
         calls[key] = call
         changed.insert(key)
-        guard call.state != before else { return out }
-        out.append(publish(&call, eventID: eventID, now: now))
-        calls[key] = call
+        if call.state != before {
+            out.append(publish(&call, eventID: eventID, now: now))
+            calls[key] = call
+        }
+        lower(deadline(call))
         return out
     }
 
@@ -115,7 +123,9 @@ package struct CallTracker: Sendable, Equatable {
     /// The stale sweep, the clearing of ended calls and the forgetting of tombstones due at `now`.
     package mutating func sweep(now: Int64) -> [Message] {
         var out: [Message] = []
-        for key in calls.keys.sorted() {
+        defer { earliestDeadline = Self.fullDeadline(calls.values, settings) }
+        let due = calls.values.filter { deadline($0) <= now }.map(\.key).sorted()
+        for key in due {
             guard var call = calls[key] else { continue }
             if let cleared = call.clearedAt {
                 if now - cleared >= settings.tombstoneMilliseconds {
@@ -143,13 +153,24 @@ package struct CallTracker: Sendable, Equatable {
         return out
     }
 
-    /// When `sweep` has something to do next (agent time), nil when nothing is tracked.
-    package var nextDeadline: Int64? {
-        calls.values.lazy.map { call -> Int64 in
-            if let cleared = call.clearedAt { return cleared + settings.tombstoneMilliseconds }
-            if call.state.phase == .ended { return (call.endedLocallyAt ?? 0) + settings.clearAfterMilliseconds }
-            return call.lastActivityAt + settings.staleAfterMilliseconds
-        }.min()
+    /// When `sweep` may have something to do next (agent time; never later than the truth, at
+    /// worst earlier: the sweep then finds nothing and looks again), nil when nothing is tracked.
+    package var nextDeadline: Int64? { earliestDeadline }
+
+    private func deadline(_ call: Call) -> Int64 { Self.deadline(call, settings) }
+
+    private static func deadline(_ call: Call, _ settings: Settings) -> Int64 {
+        if let cleared = call.clearedAt { return cleared + settings.tombstoneMilliseconds }
+        if call.state.phase == .ended { return (call.endedLocallyAt ?? 0) + settings.clearAfterMilliseconds }
+        return call.lastActivityAt + settings.staleAfterMilliseconds
+    }
+
+    private static func fullDeadline(_ calls: Dictionary<String, Call>.Values, _ settings: Settings) -> Int64? {
+        calls.lazy.map { deadline($0, settings) }.min()
+    }
+
+    private mutating func lower(_ deadline: Int64) {
+        earliestDeadline = min(earliestDeadline ?? deadline, deadline)
     }
 
     /// The records changed since the last call (nil: forget the key), for the outbox to persist.
