@@ -8,6 +8,7 @@ package enum CallRecordCoding {
         var m: [JSONMember] = []
         func put(_ k: String, _ v: JSONValue?) { if let v { m.append(JSONMember(key: k, value: v)) } }
         put("k", .string(call.key))
+        put("slot", number(call.slot))
         put("seq", number(call.seq))
         put("ev", .string(call.lastEventID))
         put("up", number(call.updatedAt))
@@ -36,6 +37,7 @@ package enum CallRecordCoding {
             for member in legs { state.legs[member.key] = leg(member.value) }
         }
         var call = CallTracker.Call(key: key, state: state, lastActivityAt: activity)
+        call.slot = int(v["slot"]) ?? 0
         call.seq = int(v["seq"]) ?? 0
         call.lastEventID = v["ev"]?.stringValue ?? ""
         call.updatedAt = int(v["up"]) ?? 0

@@ -21,6 +21,9 @@ package struct CallTracker: Sendable, Equatable {
     /// One call: its state and its envelope.
     package struct Call: Sendable, Equatable {
         package var key: String
+        /// Where the record is kept: numbered in order of first sight, so the records of current
+        /// calls sit together at the end of the table instead of at random keys.
+        package var slot: Int64 = 0
         package var state: CallState
         /// Of the last state message (0: none yet).
         package var seq: Int64 = 0
@@ -56,24 +59,87 @@ package struct CallTracker: Sendable, Equatable {
     private var keyByCallID: [String: String] = [:]
     /// Keys whose record changed since `takeChanges`.
     private var changed: Set<String> = []
+    /// Slots of records forgotten since `takeChanges`.
+    private var removedSlots: Set<Int64> = []
     /// Never later than the earliest deadline of any call: kept as a minimum over the calls each
     /// webhook touches (a webhook only moves its call's deadline later, or adds one), recomputed
     /// in full by `sweep`. So a commit costs nothing per tracked call.
     private var earliestDeadline: Int64?
+    /// The next record slot.
+    private var nextSlot: Int64 = 1
+    /// While a transaction is open: the first value of every entry it touched, to put back at a
+    /// rollback. The tracker is changed in place (a copy per commit would cost every call).
+    private var undo: Undo?
+
+    private struct Undo: Sendable, Equatable {
+        var calls: [String: Call?] = [:]
+        var keys: [String: String?] = [:]
+        var changed: Set<String>
+        var removedSlots: Set<Int64>
+        var earliestDeadline: Int64?
+        var nextSlot: Int64
+    }
 
     package init(settings: Settings, calls: [Call] = []) {
         self.settings = settings
         for call in calls {
             self.calls[call.key] = call
+            count(call, 1)
             index(call)
         }
         earliestDeadline = Self.fullDeadline(self.calls.values, settings)
+        nextSlot = (calls.map(\.slot).max() ?? 0) + 1
+    }
+
+    // MARK: Transactions
+
+    /// Starts recording what the next changes replace.
+    package mutating func begin() {
+        undo = Undo(changed: changed, removedSlots: removedSlots, earliestDeadline: earliestDeadline, nextSlot: nextSlot)
+    }
+
+    /// Keeps the changes since `begin`.
+    package mutating func commit() { undo = nil }
+
+    /// Puts back what was there at `begin`.
+    package mutating func rollback() {
+        guard let u = undo else { return }
+        undo = nil
+        for (key, old) in u.calls {
+            count(calls[key], -1)
+            count(old, 1)
+            calls[key] = old
+        }
+        for (id, old) in u.keys { keyByCallID[id] = old }
+        changed = u.changed
+        removedSlots = u.removedSlots
+        earliestDeadline = u.earliestDeadline
+        nextSlot = u.nextSlot
+    }
+
+    private mutating func setCall(_ key: String, _ call: Call?) {
+        if undo != nil, undo!.calls[key] == nil { undo!.calls[key] = .some(calls[key]) }
+        count(calls[key], -1)
+        count(call, 1)
+        calls[key] = call
+    }
+
+    private mutating func setKey(_ id: String, _ key: String?) {
+        if undo != nil, undo!.keys[id] == nil { undo!.keys[id] = .some(keyByCallID[id]) }
+        keyByCallID[id] = key
     }
 
     /// Calls not ended (what `status` and `/metrics` call active).
-    package var activeCount: Int { calls.values.reduce(0) { $0 + ($1.clearedAt == nil && $1.state.phase != .ended ? 1 : 0) } }
+    package private(set) var activeCount = 0
     /// Calls with a retained state (active or ended and not yet cleared).
-    package var retainedCount: Int { calls.values.reduce(0) { $0 + ($1.clearedAt == nil ? 1 : 0) } }
+    package private(set) var retainedCount = 0
+
+    /// Keeps the two counts exact as a record is replaced (O(1) per change).
+    private mutating func count(_ call: Call?, _ sign: Int) {
+        guard let call, call.clearedAt == nil else { return }
+        retainedCount += sign
+        if call.state.phase != .ended { activeCount += sign }
+    }
 
     // MARK: Events
 
@@ -97,23 +163,20 @@ package struct CallTracker: Sendable, Equatable {
         if let callID, callID != key, var orphan = calls[callID], orphan.clearedAt == nil, keyByCallID[callID] == callID {
             incoming.merge(orphan.state)
             orphan.clearedAt = now
-            calls[callID] = orphan
+            setCall(callID, orphan)
             changed.insert(callID)
             lower(deadline(orphan))
             out.append(Message(appLevel: orphan.state.appLevel, key: callID, payload: [], rowID: "\(callID)#clear"))
         }
-        if let callID { keyByCallID[callID] = key }
-        var call = calls[key] ?? Call(key: key, state: incoming, lastActivityAt: now)
+        if let callID, keyByCallID[callID] != key { setKey(callID, key) }
+        var call = calls[key] ?? newCall(key, incoming, now)
         if call.clearedAt != nil { return out }
         let before = call.seq == 0 ? nil : call.state
         call.state.merge(incoming)
         call.lastActivityAt = now
-        calls[key] = call
+        if call.state != before { out.append(publish(&call, eventID: eventID, now: now)) }
+        setCall(key, call)
         changed.insert(key)
-        if call.state != before {
-            out.append(publish(&call, eventID: eventID, now: now))
-            calls[key] = call
-        }
         lower(deadline(call))
         return out
     }
@@ -129,24 +192,25 @@ package struct CallTracker: Sendable, Equatable {
             guard var call = calls[key] else { continue }
             if let cleared = call.clearedAt {
                 if now - cleared >= settings.tombstoneMilliseconds {
-                    calls[key] = nil
+                    setCall(key, nil)
                     for leg in call.state.legs.values {
-                        if let id = leg.callID?.value, keyByCallID[id] == key { keyByCallID[id] = nil }
+                        if let id = leg.callID?.value, keyByCallID[id] == key { setKey(id, nil) }
                     }
-                    if keyByCallID[key] == key { keyByCallID[key] = nil }
-                    changed.insert(key)
+                    if keyByCallID[key] == key { setKey(key, nil) }
+                    changed.remove(key)
+                    removedSlots.insert(call.slot)
                 }
             } else if call.state.phase == .ended {
                 if now - (call.endedLocallyAt ?? now) >= settings.clearAfterMilliseconds {
                     call.clearedAt = now
-                    calls[key] = call
+                    setCall(key, call)
                     changed.insert(key)
                     out.append(Message(appLevel: call.state.appLevel, key: key, payload: [], rowID: "\(key)#clear"))
                 }
             } else if now - call.lastActivityAt >= settings.staleAfterMilliseconds {
                 call.state.staleAt = now
                 out.append(publish(&call, eventID: call.lastEventID, now: now))
-                calls[key] = call
+                setCall(key, call)
                 changed.insert(key)
             }
         }
@@ -174,9 +238,20 @@ package struct CallTracker: Sendable, Equatable {
     }
 
     /// The records changed since the last call (nil: forget the key), for the outbox to persist.
-    package mutating func takeChanges() -> [(key: String, call: Call?)] {
-        defer { changed.removeAll(keepingCapacity: true) }
-        return changed.sorted().map { ($0, calls[$0]) }
+    package mutating func takeChanges() -> [(slot: Int64, call: Call?)] {
+        defer {
+            changed.removeAll(keepingCapacity: true)
+            removedSlots.removeAll(keepingCapacity: true)
+        }
+        let kept: [(slot: Int64, call: Call?)] = changed.compactMap { calls[$0] }.map { ($0.slot, $0) }
+        return (kept + removedSlots.map { ($0, nil) }).sorted { $0.slot < $1.slot }
+    }
+
+    private mutating func newCall(_ key: String, _ state: CallState, _ now: Int64) -> Call {
+        var call = Call(key: key, state: state, lastActivityAt: now)
+        call.slot = nextSlot
+        nextSlot += 1
+        return call
     }
 
     private mutating func publish(_ call: inout Call, eventID: String, now: Int64) -> Message {

@@ -78,6 +78,12 @@ struct AgentProbe {
             if metrics.value("callrelay_mqtt_retain_available") == 0 {
                 details.append("the broker does not keep retained messages: the presence topic is not retained")
             }
+            if let active = metrics.value("callrelay_calls_active") {
+                let retained = Int(metrics.value("callrelay_calls_retained") ?? 0)
+                details.append("calls: \(Int(active)) active, \(retained) with a retained state (ended ones are cleared after calls.clear_after_seconds)")
+            } else {
+                details.append("calls: call state off (calls.enabled = false)")
+            }
             let refused = Int(metrics.value("callrelay_mqtt_refused_total") ?? 0)
             if refused > 0 {
                 let waiting = Int(metrics.value("callrelay_mqtt_retry_waiting_messages") ?? 0)

@@ -6,15 +6,14 @@ import Synchronization
 /// The call state (CONTRACT §9) riding on the outbox: inside each commit, the tracker turns the
 /// webhooks just stored into call-state rows (retained on `{prefix}/{app}/calls/{key}`), written
 /// in the same transaction right after their event, and its records into `companion_state`.
-/// The tracker works on a copy that becomes current only once the commit is on disk.
+/// The tracker changes in place and keeps an undo record of what each transaction replaced: a
+/// rollback puts it back.
 final class CallStateCompanion: OutboxCompanion {
     /// The `kind` of a call-state row in the outbox.
     static let rowKind = "state"
 
     private struct State {
         var tracker: CallTracker
-        /// The transaction's copy, nil outside one.
-        var working: CallTracker?
         /// `tracker.nextDeadline`, kept so `isDue` costs nothing.
         var deadline: Int64?
     }
@@ -31,7 +30,7 @@ final class CallStateCompanion: OutboxCompanion {
         self.topicPrefix = topicPrefix
     }
 
-    func load(_ records: [(key: String, data: [UInt8])]) {
+    func load(_ records: [(slot: Int64, data: [UInt8])]) {
         let calls = records.compactMap { CallRecordCoding.decode($0.data) }
         state.withLock { s in
             s.tracker = CallTracker(settings: s.tracker.settings, calls: calls)
@@ -40,14 +39,13 @@ final class CallStateCompanion: OutboxCompanion {
         }
     }
 
+    func begin() {
+        state.withLock { $0.tracker.begin() }
+    }
+
     func rows(after event: OutboxEvent, now: Int64) -> [OutboxEvent] {
         guard let facts = event.companionInput as? CallFacts else { return [] }
-        return state.withLock { s in
-            var t = s.working ?? s.tracker
-            let out = t.ingest(facts, eventID: event.id, now: now)
-            s.working = t
-            return out.map { row($0, now: now) }
-        }
+        return state.withLock { s in s.tracker.ingest(facts, eventID: event.id, now: now) }.map { row($0, now: now) }
     }
 
     func isDue(now: Int64) -> Bool {
@@ -55,31 +53,22 @@ final class CallStateCompanion: OutboxCompanion {
     }
 
     func dueRows(now: Int64) -> [OutboxEvent] {
-        state.withLock { s in
-            var t = s.working ?? s.tracker
-            let out = t.sweep(now: now)
-            s.working = t
-            return out.map { row($0, now: now) }
-        }
+        state.withLock { s in s.tracker.sweep(now: now) }.map { row($0, now: now) }
     }
 
-    func changes() -> [(key: String, data: [UInt8]?)] {
-        state.withLock { s in
-            guard var t = s.working else { return [] }
-            let changed = t.takeChanges().map { (key: $0.key, data: $0.call.map(CallRecordCoding.encode)) }
-            s.working = t
-            return changed
-        }
+    func changes() -> [(slot: Int64, data: [UInt8]?)] {
+        state.withLock { s in s.tracker.takeChanges() }.map { (slot: $0.slot, data: $0.call.map(CallRecordCoding.encode)) }
     }
 
     func finish(committed: Bool) {
         state.withLock { s in
-            guard let working = s.working else { return }
-            s.working = nil
-            guard committed else { return }
-            s.tracker = working
-            s.deadline = working.nextDeadline
-            publishGauges(working)
+            if committed {
+                s.tracker.commit()
+            } else {
+                s.tracker.rollback()
+            }
+            s.deadline = s.tracker.nextDeadline
+            publishGauges(s.tracker)
         }
     }
 

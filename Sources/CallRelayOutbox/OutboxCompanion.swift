@@ -8,14 +8,17 @@
 /// The outbox knows nothing of what the rows mean.
 package protocol OutboxCompanion: AnyObject, Sendable {
     /// At open: the persisted keyed state.
-    func load(_ records: [(key: String, data: [UInt8])])
+    func load(_ records: [(slot: Int64, data: [UInt8])])
     /// Rows caused by `event`, which was just stored (re-sends recognized by the dedupe never come here).
     func rows(after event: OutboxEvent, now: Int64) -> [OutboxEvent]
     /// Whether `dueRows` has something at `now` (cheap; checked every second).
     func isDue(now: Int64) -> Bool
     /// Rows due at `now` without an event (timers).
     func dueRows(now: Int64) -> [OutboxEvent]
-    /// The keyed state changed in this transaction (nil data: delete the key).
-    func changes() -> [(key: String, data: [UInt8]?)]
+    /// The keyed state changed in this transaction (nil data: delete the record). Slots are the
+    /// companion's own numbers: records of new keys get higher ones, so they append.
+    func changes() -> [(slot: Int64, data: [UInt8]?)]
+    /// A transaction starts (before the first `rows` or `dueRows` of it).
+    func begin()
     func finish(committed: Bool)
 }

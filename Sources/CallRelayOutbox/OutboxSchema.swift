@@ -81,7 +81,7 @@ extension SQLiteOutbox {
         _ = try db.scalarText("PRAGMA journal_mode=WAL")
         try migrate(db, logger: logger)
         // The companion's keyed state (the call state): a table older builds ignore.
-        try db.execute("CREATE TABLE IF NOT EXISTS companion_state(key TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID")
+        try db.execute("CREATE TABLE IF NOT EXISTS companion_state(slot INTEGER PRIMARY KEY, data BLOB NOT NULL)")
         // Reads the schema and the first pages: damaged files usually fail here.
         _ = try db.scalarInt("SELECT count(*) FROM (SELECT seq FROM events ORDER BY seq DESC LIMIT 1)")
         return db

@@ -76,8 +76,8 @@ extension SQLiteOutbox {
             commit = try db.prepare("COMMIT")
             rollback = try db.prepare("ROLLBACK")
             upsertCompanion = try db.prepare(
-                "INSERT INTO companion_state(key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data")
-            deleteCompanion = try db.prepare("DELETE FROM companion_state WHERE key = ?1")
+                "INSERT INTO companion_state(slot, data) VALUES (?1, ?2) ON CONFLICT(slot) DO UPDATE SET data = excluded.data")
+            deleteCompanion = try db.prepare("DELETE FROM companion_state WHERE slot = ?1")
 
             let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
             markMinute = try db.scalarInt("SELECT max(minute) FROM delivery_marks") ?? 0
@@ -161,6 +161,7 @@ extension SQLiteOutbox {
             outcomes: [AppendOutcome], stored: [OutboxRecord], mark: (watermark: Int64, delivered: Int)?
         ) {
             try begin.run()
+            companion?.begin()
             // The dead letters settle in the ledger inside the transaction (so its watermark may
             // pass them); a failed transaction puts the ledger back.
             let ledgerBefore = ledger
@@ -202,13 +203,13 @@ extension SQLiteOutbox {
                     }
                 }
                 if let companion {
-                    for (key, data) in companion.changes() {
+                    for (slot, data) in companion.changes() {
                         if let data {
-                            upsertCompanion.bind(1, key)
+                            upsertCompanion.bind(1, slot)
                             upsertCompanion.bind(2, blob: data)
                             try upsertCompanion.run()
                         } else {
-                            deleteCompanion.bind(1, key)
+                            deleteCompanion.bind(1, slot)
                             try deleteCompanion.run()
                         }
                     }
@@ -269,10 +270,10 @@ extension SQLiteOutbox {
         }
 
         /// The companion's keyed state as persisted.
-        func companionRecords() throws(SQLiteError) -> [(key: String, data: [UInt8])] {
-            let s = try db.prepare("SELECT key, data FROM companion_state ORDER BY key")
-            var records: [(key: String, data: [UInt8])] = []
-            while try s.step() { records.append((s.text(0), s.blob(1))) }
+        func companionRecords() throws(SQLiteError) -> [(slot: Int64, data: [UInt8])] {
+            let s = try db.prepare("SELECT slot, data FROM companion_state ORDER BY slot")
+            var records: [(slot: Int64, data: [UInt8])] = []
+            while try s.step() { records.append((s.int64(0), s.blob(1))) }
             return records
         }
 

@@ -223,6 +223,25 @@ import Testing
         #expect(out.map { Self.json($0.payload)["outcome"] as? String } == ["missed"])
     }
 
+    // MARK: Transactions
+
+    @Test func aRolledBackTransactionLeavesTheTrackerAsItWas() {
+        var t = CallTracker(settings: Self.settings)
+        t.begin()
+        for e in Self.inboundAnswered.prefix(2).map(Self.event) { _ = t.ingest(e.facts, eventID: e.id, now: Self.now) }
+        t.commit()
+        _ = t.takeChanges()
+        let before = t
+        t.begin()
+        for e in (Self.outbound + Self.inboundAnswered).map(Self.event) { _ = t.ingest(e.facts, eventID: e.id, now: Self.now + 5) }
+        _ = t.sweep(now: Self.now + 1_000_000_000)
+        #expect(t != before)
+        t.rollback()
+        #expect(t == before, "calls, index, counts, deadline and slots as before the transaction")
+        #expect(t.activeCount == 1 && t.retainedCount == 1)
+        #expect(t.takeChanges().isEmpty)
+    }
+
     // MARK: Persistence
 
     @Test func aRecordSurvivesEncodingExactly() throws {
