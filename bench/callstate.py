@@ -28,10 +28,11 @@ def io_write_bytes(pid: int) -> int:
         return int(re.search(r"^write_bytes: (\d+)", f.read(), re.M)[1])
 
 
-def one_run(binary: str, calls: bool, opts) -> dict:
+def one_run(binary: str, calls: bool, with_broker: bool, opts) -> dict:
     work = b.new_workdir(opts.tmp, f"callstate-{'on' if calls else 'off'}")
     mqtt_port, http_port = b.free_port(), b.free_port()
-    broker = b.start_broker(work, mqtt_port, nodelay=True)
+    # Without a broker the run measures ingest alone: webhooks stored, nothing delivered.
+    broker = b.start_broker(work, mqtt_port, nodelay=True) if with_broker else None
     conf = os.path.join(work, "callrelay.toml")
     with open(conf, "w") as f:
         f.write(
@@ -51,9 +52,11 @@ def one_run(binary: str, calls: bool, opts) -> dict:
         raise RuntimeError(f"wrk printed no result line:\n{out}")
     requests, non2xx = int(m[1]), int(m[2])
     # Let delivery finish so its CPU and writes are counted too.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + (60 if with_broker else 0)
+    while True:
         text = b.http_get(http_port, "/metrics")[1].decode()
+        if time.monotonic() >= deadline:
+            break
         if re.search(r"^callrelay_outbox_pending_events 0$", text, re.M):
             break
         time.sleep(0.2)
@@ -62,11 +65,12 @@ def one_run(binary: str, calls: bool, opts) -> dict:
     rss_kb = b.status_kb(proc.pid, "VmRSS")
     published = int(re.search(r"^callrelay_mqtt_acknowledged_total (\d+)", text, re.M)[1])
     b.stop(proc)
-    b.stop(broker)
+    if broker:
+        b.stop(broker)
     log.close()
     ok = requests - non2xx
     return {
-        "calls": calls, "rps": float(m[5]), "p99_ms": float(m[4]), "answered": ok, "non2xx": non2xx,
+        "calls": calls, "broker": with_broker, "rps": float(m[5]), "p99_ms": float(m[4]), "answered": ok, "non2xx": non2xx,
         "cpu_us": ticks / b.CLK_TCK / max(ok, 1) * 1e6, "bytes_per_webhook": written / max(ok, 1),
         "rss_mb": rss_kb / 1024, "published_per_webhook": published / max(ok, 1),
     }
@@ -78,6 +82,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--modes", default="ingest,delivery", help="ingest: no broker (storage only); delivery: nodelay mosquitto, waits for the drain")
     ap.add_argument("--quiet-wait", type=float, default=20)
     ap.add_argument("--quiet-threshold", type=float, default=0.3)
     ap.add_argument("--tmp", default=os.environ.get("BENCH_TMP", "/tmp"))
@@ -86,28 +91,33 @@ def main() -> int:
     runs = []
     try:
         for rep in range(opts.reps):
+          for mode in opts.modes.split(","):
             for calls in (False, True) if rep % 2 == 0 else (True, False):
-                r = one_run(opts.binary, calls, opts)
-                b.log(f"rep {rep + 1} calls {'on' if calls else 'off'}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms, "
+                r = one_run(opts.binary, calls, mode == "delivery", opts)
+                b.log(f"rep {rep + 1} {mode} calls {'on' if calls else 'off'}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms, "
                       f"{r['cpu_us']:.0f} us CPU, {r['bytes_per_webhook']:.0f} B written, {r['published_per_webhook']:.2f} msg per webhook")
                 runs.append(r)
     finally:
         b.stop_all()
-    med = lambda calls, k: statistics.median(r[k] for r in runs if r["calls"] == calls)  # noqa: E731
     lines = [
         f"# call state on vs off, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, c{opts.connections}, {opts.duration:g} s x {opts.reps}, "
-        "nodelay mosquitto, bench/call-flows.lua (4 webhooks per call), medians",
+        "bench/call-flows.lua (4 webhooks per call), medians; ingest: no broker; delivery: nodelay mosquitto, until drained",
         "",
-        "| calls | req/s | p99 ms | CPU per webhook | bytes written per webhook | MQTT messages per webhook | RSS at end |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | calls | req/s | p99 ms | CPU per webhook | bytes written per webhook | MQTT messages per webhook | RSS at end |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for calls in (False, True):
-        lines.append(
-            f"| {'on' if calls else 'off'} | {med(calls, 'rps'):,.0f} | {med(calls, 'p99_ms'):.1f} | {med(calls, 'cpu_us'):.0f} µs | "
-            f"{med(calls, 'bytes_per_webhook'):,.0f} | {med(calls, 'published_per_webhook'):.2f} | {med(calls, 'rss_mb'):.1f} MB |")
+    ratios = []
+    for mode in opts.modes.split(","):
+        sel = [r for r in runs if r["broker"] == (mode == "delivery")]
+        med = lambda calls, k: statistics.median(r[k] for r in sel if r["calls"] == calls)  # noqa: E731
+        for calls in (False, True):
+            lines.append(
+                f"| {mode} | {'on' if calls else 'off'} | {med(calls, 'rps'):,.0f} | {med(calls, 'p99_ms'):.1f} | {med(calls, 'cpu_us'):.0f} µs | "
+                f"{med(calls, 'bytes_per_webhook'):,.0f} | {med(calls, 'published_per_webhook'):.2f} | {med(calls, 'rss_mb'):.1f} MB |")
+        ratios.append(f"{mode} on/off req/s {med(True, 'rps') / med(False, 'rps'):.3f} (runs: "
+                      + ", ".join(f"{'on' if r['calls'] else 'off'} {r['rps']:.0f}" for r in sel) + ")")
     lines.append("")
-    lines.append(f"on/off req/s: {med(True, 'rps') / med(False, 'rps'):.3f}; every run: "
-                 + "; ".join(f"{'on' if r['calls'] else 'off'} {r['rps']:.0f}" for r in runs))
+    lines += ratios
     report = "\n".join(lines)
     print(report)
     os.makedirs(opts.results, exist_ok=True)

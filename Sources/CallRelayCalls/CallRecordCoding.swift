@@ -4,25 +4,51 @@ import CallRelayCore
 /// join, with the times that order it, and the envelope. Not a contract: only this build reads it
 /// (a record it cannot read is dropped, and that call starts again from its next webhook).
 package enum CallRecordCoding {
+    /// Written directly (no `JSONValue` tree): once per changed call per commit.
     package static func encode(_ call: CallTracker.Call) -> [UInt8] {
-        var m: [JSONMember] = []
-        func put(_ k: String, _ v: JSONValue?) { if let v { m.append(JSONMember(key: k, value: v)) } }
-        put("k", .string(call.key))
-        put("slot", number(call.slot))
-        put("seq", number(call.seq))
-        put("ev", .string(call.lastEventID))
-        put("up", number(call.updatedAt))
-        put("act", number(call.lastActivityAt))
-        put("endl", call.endedLocallyAt.map(number))
-        put("clr", call.clearedAt.map(number))
+        var w = PayloadWriter(first: true)
+        w.out.reserveCapacity(512)
+        w.out.append(0x7B)
+        w.string("k", call.key)
+        w.int("slot", call.slot)
+        w.int("seq", call.seq)
+        w.string("ev", call.lastEventID)
+        w.int("up", call.updatedAt)
+        w.int("act", call.lastActivityAt)
+        w.int("endl", call.endedLocallyAt)
+        w.int("clr", call.clearedAt)
         let s = call.state
-        put("app", s.appID.map(JSONValue.string))
-        put("lvl", .string(s.appLevel))
-        put("cdr", s.cdrOutcome.map { number(Int64($0.rawValue)) })
-        put("cdre", s.cdrEndedAt.map(number))
-        put("stale", s.staleAt.map(number))
-        put("legs", .object(s.legs.keys.sorted().map { JSONMember(key: $0, value: leg(s.legs[$0]!)) }))
-        return JSONValue.object(m).serialized()
+        w.string("app", s.appID)
+        w.string("lvl", s.appLevel)
+        w.int("cdr", s.cdrOutcome.map { Int64($0.rawValue) })
+        w.int("cdre", s.cdrEndedAt)
+        w.int("stale", s.staleAt)
+        w.key("legs")
+        w.out.append(0x7B)
+        var firstLeg = true
+        for (name, l) in s.legs.named {
+            if !firstLeg { w.out.append(0x2C) }
+            firstLeg = false
+            JSONWriter.writeString(name, into: &w.out)
+            w.out.append(0x3A)
+            var lw = PayloadWriter(first: true)
+            lw.out.append(0x7B)
+            lw.int("ph", Int64(l.phase.rawValue))
+            lw.earliest("cid", l.callID)
+            lw.earliest("dir", l.direction)
+            lw.earliest("from", l.from)
+            lw.earliest("to", l.to)
+            lw.latest("last", l.lastEvent)
+            lw.latest("str", l.stream)
+            lw.int("sa", l.startedAt)
+            lw.int("aa", l.answeredAt)
+            lw.int("ea", l.endedAt)
+            lw.out.append(0x7D)
+            w.out.append(contentsOf: lw.out)
+        }
+        w.out.append(0x7D)
+        w.out.append(0x7D)
+        return w.out
     }
 
     package static func decode(_ bytes: [UInt8]) -> CallTracker.Call? {
@@ -46,22 +72,6 @@ package enum CallRecordCoding {
         return call
     }
 
-    private static func leg(_ l: CallState.Leg) -> JSONValue {
-        var m: [JSONMember] = []
-        func put(_ k: String, _ v: JSONValue?) { if let v { m.append(JSONMember(key: k, value: v)) } }
-        put("ph", number(Int64(l.phase.rawValue)))
-        put("cid", l.callID.map(earliest))
-        put("dir", l.direction.map(earliest))
-        put("from", l.from.map(earliest))
-        put("to", l.to.map(earliest))
-        put("last", l.lastEvent.map(latest))
-        put("str", l.stream.map(latest))
-        put("sa", l.startedAt.map(number))
-        put("aa", l.answeredAt.map(number))
-        put("ea", l.endedAt.map(number))
-        return .object(m)
-    }
-
     private static func leg(_ v: JSONValue) -> CallState.Leg {
         var l = CallState.Leg()
         l.phase = int(v["ph"]).flatMap { CallState.Phase(rawValue: Int($0)) } ?? .started
@@ -76,10 +86,6 @@ package enum CallRecordCoding {
         l.endedAt = int(v["ea"])
         return l
     }
-
-    private static func number(_ n: Int64) -> JSONValue { .number(String(n)) }
-    private static func earliest(_ e: CallState.Earliest) -> JSONValue { .array([number(e.time), .string(e.value)]) }
-    private static func latest(_ e: CallState.Latest) -> JSONValue { .array([number(e.time), number(Int64(e.rank)), .string(e.name)]) }
 
     private static func int(_ v: JSONValue?) -> Int64? {
         guard case .number(let text)? = v else { return nil }

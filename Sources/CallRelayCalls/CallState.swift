@@ -86,7 +86,30 @@ package struct CallState: Sendable, Equatable {
     package var appID: String?
     package var appLevel: String
     /// Legs `a` and `b` (a leg no webhook named is absent).
-    package var legs: [String: Leg] = [:]
+    package var legs = Legs()
+
+    /// Legs `a` and `b`: two fields, not a dictionary (a webhook's state is built per webhook).
+    package struct Legs: Sendable, Equatable {
+        package var a: Leg?
+        package var b: Leg?
+        package init() {}
+        /// `b` for "b", `a` for anything else (what `CallFacts.leg` says).
+        package subscript(_ name: String) -> Leg? {
+            get { name == "b" ? b : a }
+            set { if name == "b" { b = newValue } else { a = newValue } }
+        }
+        /// The legs present, `a` first.
+        package var named: [(name: String, leg: Leg)] {
+            var out: [(name: String, leg: Leg)] = []
+            if let a { out.append(("a", a)) }
+            if let b { out.append(("b", b)) }
+            return out
+        }
+        func any(_ p: (Leg) -> Bool) -> Bool { (a.map(p) ?? false) || (b.map(p) ?? false) }
+        func earliest(_ f: (Leg) -> Int64?) -> Int64? { minimum(a.flatMap(f), b.flatMap(f)) }
+        /// The leg call ids present.
+        package var callIDs: [String] { [a?.callID?.value, b?.callID?.value].compactMap { $0 } }
+    }
     /// From the CDRs: `answered` beats `missed`.
     package var cdrOutcome: Outcome?
     /// The earliest end a CDR gave.
@@ -145,13 +168,11 @@ package struct CallState: Sendable, Equatable {
     package mutating func merge(_ o: CallState) {
         appID = Earliest.join(appID.map { Earliest(time: 0, value: $0) }, o.appID.map { Earliest(time: 0, value: $0) })?.value
         appLevel = min(appLevel, o.appLevel)
-        for (name, leg) in o.legs {
-            if var mine = legs[name] {
-                mine.merge(leg)
-                legs[name] = mine
-            } else {
-                legs[name] = leg
-            }
+        if let leg = o.legs.a {
+            if legs.a == nil { legs.a = leg } else { legs.a!.merge(leg) }
+        }
+        if let leg = o.legs.b {
+            if legs.b == nil { legs.b = leg } else { legs.b!.merge(leg) }
         }
         cdrOutcome = maximum(cdrOutcome, o.cdrOutcome)
         cdrEndedAt = minimum(cdrEndedAt, o.cdrEndedAt)
@@ -169,8 +190,8 @@ package struct CallState: Sendable, Equatable {
     /// `ended` at a hangup of leg a, at any CDR, or at the stale sweep; else `answered` once a leg
     /// answered; else `started`.
     package var phase: Phase {
-        if legs["a"]?.phase == .ended || cdrOutcome != nil || staleAt != nil { return .ended }
-        return legs.values.contains { $0.phase >= .answered } ? .answered : .started
+        if legs.a?.phase == .ended || cdrOutcome != nil || staleAt != nil { return .ended }
+        return legs.any { $0.phase >= .answered } ? .answered : .started
     }
 
     /// Absent until ended: the CDR's when there is one, else answered or missed by whether a leg
@@ -178,19 +199,19 @@ package struct CallState: Sendable, Equatable {
     package var outcome: Outcome? {
         guard phase == .ended else { return nil }
         if let cdrOutcome { return cdrOutcome }
-        if legs["a"]?.phase == .ended { return legs.values.contains { $0.answeredAt != nil || $0.phase == .answered } ? .answered : .missed }
+        if legs.a?.phase == .ended { return legs.any { $0.answeredAt != nil || $0.phase == .answered } ? .answered : .missed }
         return .stale
     }
 
-    package var startedAt: Int64? { legs.values.compactMap(\.startedAt).min() }
-    package var answeredAt: Int64? { legs.values.compactMap(\.answeredAt).min() }
+    package var startedAt: Int64? { legs.earliest(\.startedAt) }
+    package var answeredAt: Int64? { legs.earliest(\.answeredAt) }
     package var endedAt: Int64? {
         guard phase == .ended else { return nil }
-        let legA = legs["a"].flatMap { $0.phase == .ended ? $0.endedAt : nil }
+        let legA = legs.a.flatMap { $0.phase == .ended ? $0.endedAt : nil }
         return [legA, cdrEndedAt, staleAt].compactMap { $0 }.min()
     }
     /// Leg a's direction, when known.
-    package var direction: String? { legs["a"]?.direction?.value }
+    package var direction: String? { legs.a?.direction?.value }
 }
 
 func minimum<T: Comparable>(_ a: T?, _ b: T?) -> T? {

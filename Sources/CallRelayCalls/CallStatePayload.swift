@@ -19,8 +19,7 @@ package enum CallStatePayload {
         w.key("legs")
         w.out.append(0x7B)
         var firstLeg = true
-        for name in s.legs.keys.sorted() {
-            guard let leg = s.legs[name] else { continue }
+        for (name, leg) in s.legs.named {
             if !firstLeg { w.out.append(0x2C) }
             firstLeg = false
             JSONWriter.writeString(name, into: &w.out)
@@ -86,5 +85,29 @@ struct PayloadWriter {
         guard let v else { return }
         key(k)
         JSONWriter.writeRaw(String(v), into: &out)
+    }
+
+    /// `[time, "value"]`.
+    mutating func earliest(_ k: StaticString, _ e: CallState.Earliest?) {
+        guard let e else { return }
+        key(k)
+        out.append(0x5B)
+        JSONWriter.writeRaw(String(e.time), into: &out)
+        out.append(0x2C)
+        JSONWriter.writeString(e.value, into: &out)
+        out.append(0x5D)
+    }
+
+    /// `[time, rank, "name"]`.
+    mutating func latest(_ k: StaticString, _ e: CallState.Latest?) {
+        guard let e else { return }
+        key(k)
+        out.append(0x5B)
+        JSONWriter.writeRaw(String(e.time), into: &out)
+        out.append(0x2C)
+        JSONWriter.writeRaw(String(e.rank), into: &out)
+        out.append(0x2C)
+        JSONWriter.writeString(e.name, into: &out)
+        out.append(0x5D)
     }
 }

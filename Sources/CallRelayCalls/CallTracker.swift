@@ -193,9 +193,7 @@ package struct CallTracker: Sendable, Equatable {
             if let cleared = call.clearedAt {
                 if now - cleared >= settings.tombstoneMilliseconds {
                     setCall(key, nil)
-                    for leg in call.state.legs.values {
-                        if let id = leg.callID?.value, keyByCallID[id] == key { setKey(id, nil) }
-                    }
+                    for id in call.state.legs.callIDs where keyByCallID[id] == key { setKey(id, nil) }
                     if keyByCallID[key] == key { setKey(key, nil) }
                     changed.remove(key)
                     removedSlots.insert(call.slot)
@@ -264,10 +262,8 @@ package struct CallTracker: Sendable, Equatable {
     }
 
     private mutating func index(_ call: Call) {
-        for leg in call.state.legs.values {
-            if let id = leg.callID?.value, keyByCallID[id] == nil { keyByCallID[id] = call.key }
-        }
-        if keyByCallID[call.key] == nil, call.state.legs.values.contains(where: { $0.callID?.value == call.key }) {
+        for id in call.state.legs.callIDs where keyByCallID[id] == nil { keyByCallID[id] = call.key }
+        if keyByCallID[call.key] == nil, call.state.legs.callIDs.contains(call.key) {
             keyByCallID[call.key] = call.key
         }
     }
