@@ -82,11 +82,13 @@ let package = Package(
         .testTarget(name: "CallRelayCoreTests", dependencies: ["CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayConfigTests", dependencies: ["CallRelayConfig", "CallRelayCore"], resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(
-            name: "CallRelayNormalizeTests", dependencies: ["CallRelayNormalize", "CallRelayCore"], resources: [.copy("Fixtures")],
+            name: "CallRelayNormalizeTests", dependencies: ["CallRelayNormalize", "CallRelayCore", "CallRelayTesting"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayOutboxTests", dependencies: ["CallRelayOutbox", "CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "CallRelayCallsTests", dependencies: ["CallRelayCalls", "CallRelayNormalize", "CallRelayCore"], resources: [.copy("Fixtures")],
+            name: "CallRelayCallsTests", dependencies: ["CallRelayCalls", "CallRelayNormalize", "CallRelayCore", "CallRelayTesting"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
         .testTarget(name: "CallRelayDeliveryTests", dependencies: ["CallRelayDelivery", "CallRelayCore"], swiftSettings: swiftSettings),
         .testTarget(

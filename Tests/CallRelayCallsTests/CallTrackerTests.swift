@@ -1,6 +1,7 @@
 import CallRelayCalls
 import CallRelayCore
 import CallRelayNormalize
+import CallRelayTesting
 import Foundation
 import Testing
 
@@ -260,5 +261,44 @@ import Testing
         let out = restarted.ingest(Self.event("live_stream_connected.json").facts, eventID: "s", now: Self.now + 1)
         #expect(out.map(\.key) == ["conv-stream-1"])
         #expect(Self.json(out[0].payload)["seq"] as? Int == 2)
+    }
+}
+
+/// Every state message of the documented flows matches docs/schema/call-state.v1.schema.json,
+/// and writes nothing the schema does not declare.
+@Suite struct CallStateSchemaTests {
+    static let schemaURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../docs/schema/call-state.v1.schema.json").standardizedFileURL
+
+    @Test func everyStateMessageMatchesTheSchema() throws {
+        let schema = try JSONValue.parse([UInt8](Data(contentsOf: Self.schemaURL)))
+        #expect(schema["$schema"] == .string("https://json-schema.org/draft/2020-12/schema"))
+        let declared = Set(schema["properties"]?.keys ?? [])
+        let legDeclared = Set(schema["$defs"]?["leg"]?["properties"]?.keys ?? [])
+        let flows = [CallTrackerTests.outbound, CallTrackerTests.inboundAnswered, CallTrackerTests.inboundMissedByCDR,
+                     CallTrackerTests.outboundByCDR].map { $0.map(CallTrackerTests.event) } + [CallTrackerTests.streamFlow]
+        var checked = 0
+        for flow in flows {
+            var t = CallTracker(settings: .init(clearAfterSeconds: 1, staleAfterSeconds: 60))
+            var messages: [CallTracker.Message] = []
+            for e in flow { messages += t.ingest(e.facts, eventID: e.id, now: CallTrackerTests.now) }
+            messages += t.sweep(now: CallTrackerTests.now + 3_600_000)
+            for m in messages where !m.payload.isEmpty {
+                let payload = try JSONValue.parse(m.payload)
+                var validator = MiniValidator(root: schema)
+                validator.validate(payload, against: schema, at: "$")
+                #expect(validator.errors.isEmpty, "\(validator.errors)")
+                #expect(Set(payload.keys).subtracting(declared).isEmpty)
+                if case .object(let legs)? = payload["legs"] {
+                    for leg in legs { #expect(Set(leg.value.keys).subtracting(legDeclared).isEmpty, "\(leg.key)") }
+                }
+                checked += 1
+            }
+        }
+        #expect(checked > 15)
+        // The stale sweep's messages keep the webhook's id; a bad value is caught.
+        var validator = MiniValidator(root: schema)
+        validator.validate(try JSONValue.parse(#"{"schema":"callrelay.call-state.v1","app_id":"1","call_key":"k","state":"ringing","legs":{"c":{}},"updated_at":"x","seq":0}"#), against: schema, at: "$")
+        #expect(validator.errors.count >= 4, "\(validator.errors)")
     }
 }

@@ -1,5 +1,6 @@
 import CallRelayCore
 import CallRelayNormalize
+import CallRelayTesting
 import Testing
 
 private func normalize(

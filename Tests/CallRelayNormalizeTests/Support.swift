@@ -69,12 +69,6 @@ extension NormalizedEvent {
 }
 
 extension JSONValue {
-    /// Member keys in order (empty for non-objects).
-    var keys: [String] {
-        guard case .object(let members) = self else { return [] }
-        return members.map(\.key)
-    }
-
     /// Human-reviewable rendering: two-space indent, members in stored order, number literals kept.
     func prettyPrinted() -> String {
         var out = ""
