@@ -47,10 +47,21 @@ package struct CallTracker: Sendable, Equatable {
     package struct Message: Sendable, Equatable {
         package var appLevel: String
         package var key: String
-        /// The `callrelay.call-state.v1` payload; empty: the call's retained message is cleared.
-        package var payload: [UInt8]
+        /// The call as this message shows it; nil: the call's retained message is cleared.
+        package var call: Call?
         /// The outbox row's id: `<key>#<seq>` for a state, `<key>#clear` for a clearing.
         package var rowID: String
+        /// The `callrelay.call-state.v1` payload (built on demand); empty for a clearing.
+        package var payload: [UInt8] { call.map(CallStatePayload.write) ?? [] }
+        /// The message's `seq`, nil for a clearing.
+        package var seq: Int64? { call?.seq }
+    }
+
+    /// The current state of `key` when `seq` is still its newest message; nil when a newer one
+    /// exists (or the call is forgotten): the delivery then skips the older one.
+    package func current(key: String, seq: Int64) -> Call? {
+        guard let call = calls[key], call.seq == seq else { return nil }
+        return call
     }
 
     package let settings: Settings
@@ -166,7 +177,7 @@ package struct CallTracker: Sendable, Equatable {
             setCall(callID, orphan)
             changed.insert(callID)
             lower(deadline(orphan))
-            out.append(Message(appLevel: orphan.state.appLevel, key: callID, payload: [], rowID: "\(callID)#clear"))
+            out.append(Message(appLevel: orphan.state.appLevel, key: callID, call: nil, rowID: "\(callID)#clear"))
         }
         if let callID, keyByCallID[callID] != key { setKey(callID, key) }
         var call = calls[key] ?? newCall(key, incoming, now)
@@ -203,7 +214,7 @@ package struct CallTracker: Sendable, Equatable {
                     call.clearedAt = now
                     setCall(key, call)
                     changed.insert(key)
-                    out.append(Message(appLevel: call.state.appLevel, key: key, payload: [], rowID: "\(key)#clear"))
+                    out.append(Message(appLevel: call.state.appLevel, key: key, call: nil, rowID: "\(key)#clear"))
                 }
             } else if now - call.lastActivityAt >= settings.staleAfterMilliseconds {
                 call.state.staleAt = now
@@ -257,8 +268,7 @@ package struct CallTracker: Sendable, Equatable {
         call.seq += 1
         call.lastEventID = eventID
         call.updatedAt = now
-        return Message(
-            appLevel: call.state.appLevel, key: call.key, payload: CallStatePayload.write(call), rowID: "\(call.key)#\(call.seq)")
+        return Message(appLevel: call.state.appLevel, key: call.key, call: call, rowID: "\(call.key)#\(call.seq)")
     }
 
     private mutating func index(_ call: Call) {

@@ -5,6 +5,7 @@ import CallRelayIngest
 import CallRelayMQTT
 import CallRelayNormalize
 import CallRelayOutbox
+import Synchronization
 
 /// The HTTP edge's view of the outbox.
 struct OutboxWebhookStore: WebhookStore {
@@ -39,16 +40,52 @@ struct OutboxWebhookStore: WebhookStore {
 /// The delivery pump's view of the outbox.
 struct OutboxDeliveryStore: DeliveryStore {
     let outbox: SQLiteOutbox
+    /// Builds the payloads of call-state rows (nil: call state off; such rows are then skipped).
+    let calls: CallStateCompanion?
 
     func fetchPending(after: Int64, limit: Int, completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void) {
-        outbox.fetchPending(after: after, limit: limit) { result in
-            completion(
-                result.map { rows in
-                    rows.map { r in
-                        DeliveryItem(seq: r.seq, topic: r.topic, payload: Self.payload(r.content), eventID: r.eventID, callID: r.callID, kind: r.kind)
+        fetch(after: after, limit: limit, into: [], completion: completion)
+    }
+
+    /// Call-state rows that a newer state of their call replaced are marked done without being
+    /// published; the fetch goes on until it has `limit` items or the outbox has no more.
+    private func fetch(
+        after: Int64, limit: Int, into items: [DeliveryItem], completion: @escaping @Sendable (Result<[DeliveryItem], any Error>) -> Void
+    ) {
+        let want = limit - items.count
+        outbox.fetchPending(after: after, limit: want) { result in
+            switch result {
+            case .failure(let error):
+                completion(items.isEmpty ? .failure(error) : .success(items))
+            case .success(let rows):
+                var items = items
+                for r in rows {
+                    var payload: [UInt8]
+                    if r.kind == CallStateCompanion.rowKind {
+                        guard let calls, case .publish(let p) = calls.deliveryPayload(Self.data(r.content)) else {
+                            calls?.skipped.add(1, ordering: .relaxed)
+                            outbox.markDelivered(r.seq)
+                            continue
+                        }
+                        payload = p
+                    } else {
+                        payload = Self.payload(r.content)
                     }
+                    items.append(DeliveryItem(seq: r.seq, topic: r.topic, payload: payload, eventID: r.eventID, callID: r.callID, kind: r.kind))
                 }
-                    .mapError { $0 as any Error })
+                if rows.count == want, items.count < limit, let last = rows.last {
+                    fetch(after: last.seq, limit: limit, into: items, completion: completion)
+                } else {
+                    completion(.success(items))
+                }
+            }
+        }
+    }
+
+    static func data(_ content: OutboxRecord.Content) -> [UInt8] {
+        switch content {
+        case .payload(let p): p
+        case .body(let b, _, _): b
         }
     }
 
@@ -59,9 +96,6 @@ struct OutboxDeliveryStore: DeliveryStore {
         switch content {
         case .payload(let payload):
             return payload
-        case .body(let data, kind: CallStateCompanion.rowKind, _):
-            // A call-state row stores its payload as it is.
-            return data
         case .body(let body, let kind, let receivedAt):
             // The body was parsed when it was accepted; failing now means the file is damaged:
             // publish what is stored rather than stop the queue.

@@ -77,12 +77,37 @@ final class CallStateCompanion: OutboxCompanion {
         retainedCalls.store(t.retainedCount, ordering: .relaxed)
     }
 
+    /// A state row stores only which message it is (`<seq> <key>`, or `clear <key>`): the payload
+    /// is built when it is delivered, from the call's record (`deliveryPayload`). So a row costs a
+    /// few bytes instead of the payload, and a row a newer state of its call has replaced is
+    /// skipped: subscribers of a retained topic want the current state, not the stale ones.
     private func row(_ m: CallTracker.Message, now: Int64) -> OutboxEvent {
         messages.add(1, ordering: .relaxed)
+        let data = Array("\(m.seq.map(String.init) ?? "clear") \(m.key)".utf8)
         return OutboxEvent(
             id: m.rowID, callID: nil, topic: "\(topicPrefix)/\(m.appLevel)/calls/\(Self.topicLevel(m.key))", kind: Self.rowKind,
-            body: m.payload, payload: m.payload, receivedAtMilliseconds: now)
+            body: data, payload: data, receivedAtMilliseconds: now)
     }
+
+    enum Delivery: Equatable {
+        /// Publish this payload (empty: clear the retained message).
+        case publish([UInt8])
+        /// A newer state of the call is stored (or the call is forgotten): mark it done unpublished.
+        case skip
+    }
+
+    /// What to publish for a stored state row (its data as `row` wrote it). Runs on the outbox
+    /// queue, between commits: the tracker is what the file holds.
+    func deliveryPayload(_ data: [UInt8]) -> Delivery {
+        guard let space = data.firstIndex(of: UInt8(ascii: " ")) else { return .skip }
+        let head = String(decoding: data[..<space], as: UTF8.self)
+        let key = String(decoding: data[(space + 1)...], as: UTF8.self)
+        if head == "clear" { return .publish([]) }
+        guard let seq = Int64(head) else { return .skip }
+        return state.withLock { s in s.tracker.current(key: key, seq: seq) }.map { .publish(CallStatePayload.write($0)) } ?? .skip
+    }
+
+    let skipped = Atomic<Int>(0)
 
     /// The key as a topic level: kept when it is only letters, digits, `.`, `_` and `-` (PIOPIY's
     /// UUIDs and conversation ids are), else every other byte becomes `_`.

@@ -83,7 +83,7 @@ package final class Daemon: Sendable {
         }
         presence.client = client
         let pump = DeliveryPump(
-            store: OutboxDeliveryStore(outbox: outbox),
+            store: OutboxDeliveryStore(outbox: outbox, calls: calls),
             transport: MosquittoTransport(client: client, qos: qos, messageExpirySeconds: c.mqtt.messageExpirySeconds),
             window: c.mqtt.maxInflight, retryDelayMilliseconds: retryDelayMilliseconds, logger: logger.with(label: "delivery"))
         pumpBox.pump = pump

@@ -107,6 +107,10 @@ struct MetricsText: Sendable {
             out.sample("callrelay_calls_retained", calls.retainedCalls.load(ordering: .relaxed))
             out.family("callrelay_call_state_messages_total", .counter, "Call-state messages (and clearings) stored in the outbox for publishing.")
             out.sample("callrelay_call_state_messages_total", calls.messages.load(ordering: .relaxed))
+            out.family(
+                "callrelay_call_state_superseded_total", .counter,
+                "Call-state messages not published because a newer state of the same call was already stored (retained topics keep only the newest).")
+            out.sample("callrelay_call_state_superseded_total", calls.skipped.load(ordering: .relaxed))
         }
         out.family("callrelay_outbox_max_bytes", .gauge, "storage.max_bytes: the bound on the database, WAL and SHM files together.")
         out.sample("callrelay_outbox_max_bytes", Int(outbox.space.maxBytes))

@@ -122,6 +122,35 @@ struct CallStateTests {
         await daemon.shutdown()
     }
 
+    @Test func afterAnOutageOnlyTheNewestStateOfEachCallIsPublishedAfterItsEvents() async throws {
+        // The subscriber's session outlives the outage: it misses nothing published after it.
+        let broker = try MosquittoBroker(persistent: true)
+        let all = try MessageCollector(port: broker.port, topic: "piopiy/#", persistentSession: true)
+        broker.stop()
+        var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+        configuration.calls.enabled = true
+        let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
+        let flow = [("out_started", "a"), ("out_answered", "a"), ("out_bridged", "b"), ("out_hangup", "a")]
+        for (i, (status, leg)) in flow.enumerated() {
+            let body = Self.live(call: "o-\(leg)", conversation: "conv-outage", leg: leg, status: status, time: 1_725_942_871_000 + Int64(i) * 1000)
+            #expect(try post(daemon.httpPort, body).status == 200)
+        }
+        try broker.start()
+        #expect(Self.drained(daemon))
+        let received = all.wait(for: 5, seconds: 10) { !$0.topic.contains("/agents/") }
+        usleep(500_000)
+        let messages = all.received.filter { !$0.topic.contains("/agents/") }
+        let topics = messages.map { $0.topic.contains("/calls/") ? "state" : "event" }
+        // (A subscriber that subscribes again, as this one does at reconnect, also gets the retained copy.)
+        #expect(Array(topics.prefix(5)) == ["event", "event", "event", "event", "state"], "the state comes after the event that made it")
+        let states = messages.filter { $0.topic.contains("/calls/") }.map { $0.json ?? [:] }
+        #expect(!states.isEmpty && states.allSatisfy { $0["seq"] as? Int == 4 && $0["state"] as? String == "ended" }, "\(states)")
+        let metrics = try HTTPTestClient.request(port: daemon.httpPort, method: "GET", path: "/metrics").bodyText
+        #expect(metrics.contains("\ncallrelay_call_state_superseded_total 3\n"), "\(metrics)")
+        all.stop()
+        await daemon.shutdown()
+    }
+
     @Test func callStateOffPublishesNoStateMessages() async throws {
         let broker = try MosquittoBroker()
         var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
