@@ -179,6 +179,21 @@ package struct CallState: Sendable, Equatable {
         staleAt = minimum(staleAt, o.staleAt)
     }
 
+    /// What a cleared call keeps while its key is remembered: its legs' call ids (so late events
+    /// still find it), nothing else.
+    package func tombstone() -> CallState {
+        var t = CallState(appID: appID, appLevel: appLevel)
+        if let a = legs.a {
+            t.legs.a = Leg()
+            t.legs.a!.callID = a.callID
+        }
+        if let b = legs.b {
+            t.legs.b = Leg()
+            t.legs.b!.callID = b.callID
+        }
+        return t
+    }
+
     package func merged(_ o: CallState) -> CallState {
         var copy = self
         copy.merge(o)

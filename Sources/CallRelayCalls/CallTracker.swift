@@ -60,7 +60,7 @@ package struct CallTracker: Sendable, Equatable {
     /// The current state of `key` when `seq` is still its newest message; nil when a newer one
     /// exists (or the call is forgotten): the delivery then skips the older one.
     package func current(key: String, seq: Int64) -> Call? {
-        guard let call = calls[key], call.seq == seq else { return nil }
+        guard let call = calls[key], call.seq == seq, call.clearedAt == nil else { return nil }
         return call
     }
 
@@ -174,6 +174,7 @@ package struct CallTracker: Sendable, Equatable {
         if let callID, callID != key, var orphan = calls[callID], orphan.clearedAt == nil, keyByCallID[callID] == callID {
             incoming.merge(orphan.state)
             orphan.clearedAt = now
+            orphan.state = orphan.state.tombstone()
             setCall(callID, orphan)
             changed.insert(callID)
             lower(deadline(orphan))
@@ -212,6 +213,7 @@ package struct CallTracker: Sendable, Equatable {
             } else if call.state.phase == .ended {
                 if now - (call.endedLocallyAt ?? now) >= settings.clearAfterMilliseconds {
                     call.clearedAt = now
+                    call.state = call.state.tombstone()
                     setCall(key, call)
                     changed.insert(key)
                     out.append(Message(appLevel: call.state.appLevel, key: key, call: nil, rowID: "\(key)#clear"))
