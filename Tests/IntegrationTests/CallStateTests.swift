@@ -47,6 +47,65 @@ struct CallStateTests {
         }
     }
 
+    /// The documented flows, posted as PIOPIY sends them, and each in reverse order on a second
+    /// agent: what subscribers see, message by message, and the same final retained state.
+    static let flows: [(name: String, files: [String], states: [String], key: String)] = [
+        ("outbound, legs a and b",
+         ["live_out_started_leg_a.json", "live_out_answered_leg_a.json", "live_out_started_leg_b.json", "live_out_answered_leg_b.json",
+          "inferred/live_out_hangup_leg_b.inferred.json", "inferred/live_out_hangup_leg_a.inferred.json"],
+         ["started", "answered", "answered", "answered", "answered", "ended"], "GQqYoKtV3Tn25SVqbWwdzPkNwMBo9hhLwWadm9N71N5"),
+        ("inbound answered",
+         ["live_in_answered_leg_a.json", "inferred/live_in_answered_leg_b.inferred.json", "inferred/live_in_hangup_leg_b.inferred.json",
+          "inferred/live_in_hangup_leg_a.current_style.inferred.json"],
+         ["answered", "answered", "answered", "ended"], "a39e868b-a221-48db-ab5e-401147a5c619"),
+        ("inbound missed, CDRs only", ["cdr_in_missed_leg_a.json", "inferred/cdr_in_missed_leg_b.inferred.json"], ["ended", "ended"],
+         "33079756-faed-4a29-8b36-c8ead67e047c"),
+        ("outbound answered, CDRs only", ["cdr_out_answered_leg_a.json", "inferred/cdr_out_answered_leg_b.inferred.json"], ["ended", "ended"],
+         "a3438686-746c-48f4-93de-e57e4c72f8d3"),
+        ("stream events, no conversation id", ["live_stream_connected.json", "live_stream_disconnected.json", "inferred/live_stream_error.inferred.json"],
+         // The three samples share one `time`: disconnected outranks error, so the error changes nothing.
+         ["started", "started"], "c4ec9bd2-efad-4296-aa5b-eeafa6aeeea0"),
+    ]
+
+    /// A state without its envelope.
+    static func view(_ state: [String: Any]) -> NSDictionary {
+        var s = state
+        for k in ["seq", "updated_at", "last_event_id"] { s[k] = nil }
+        return s as NSDictionary
+    }
+
+    @Test func theDocumentedFlowsGiveTheirGoldenSequencesAndEveryOrderTheSameEnd() async throws {
+        let broker = try MosquittoBroker()
+        let watcher = try MessageCollector(port: broker.port, topic: "piopiy/+/calls/+")
+        var finals: [String: NSDictionary] = [:]
+        for reversed in [false, true] {
+            var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+            configuration.calls.enabled = true
+            configuration.mqtt.topicPrefix = reversed ? "rev" : "piopiy"
+            let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
+            let collector = reversed ? try MessageCollector(port: broker.port, topic: "rev/+/calls/+") : watcher
+            for flow in Self.flows {
+                for file in reversed ? flow.files.reversed() : flow.files {
+                    #expect(try post(daemon.httpPort, Fixtures.bytes(file)).status == 200, "\(file)")
+                    // One at a time, so each webhook's state is published before the next arrives.
+                    #expect(Self.drained(daemon))
+                }
+                let messages = collector.received.filter { $0.topic.hasSuffix("/calls/\(flow.key)") }.map { $0.json ?? [:] }
+                if !reversed {
+                    #expect(messages.map { $0["state"] as? String ?? "?" } == flow.states, "\(flow.name)")
+                    #expect(messages.map { $0["seq"] as? Int ?? 0 } == Array(1...flow.states.count), "\(flow.name)")
+                    finals[flow.key] = messages.last.map(Self.view)
+                } else {
+                    #expect(messages.last.map(Self.view) == finals[flow.key], "\(flow.name) in reverse order")
+                }
+            }
+            if reversed { collector.stop() }
+            await daemon.shutdown()
+        }
+        #expect(finals.count == Self.flows.count)
+        watcher.stop()
+    }
+
     @Test func aLateSubscriberReceivesEveryCurrentCall() async throws {
         let broker = try MosquittoBroker()
         var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
