@@ -6,7 +6,7 @@ import CallRelayCore
 package enum CallRecordCoding {
     /// Written directly (no `JSONValue` tree): once per changed call per commit.
     package static func encode(_ call: CallTracker.Call) -> [UInt8] {
-        var w = PayloadWriter(first: true)
+        var w = JSONMembersWriter(first: true)
         w.out.reserveCapacity(512)
         w.out.append(0x7B)
         w.string("k", call.key)
@@ -31,7 +31,7 @@ package enum CallRecordCoding {
             firstLeg = false
             JSONWriter.writeString(name, into: &w.out)
             w.out.append(0x3A)
-            var lw = PayloadWriter(first: true)
+            var lw = JSONMembersWriter(first: true)
             lw.out.append(0x7B)
             lw.int("ph", Int64(l.phase.rawValue))
             lw.earliest("cid", l.callID)

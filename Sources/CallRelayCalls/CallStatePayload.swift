@@ -7,7 +7,7 @@ package enum CallStatePayload {
 
     package static func write(_ call: CallTracker.Call) -> [UInt8] {
         let s = call.state
-        var w = PayloadWriter()
+        var w = JSONMembersWriter()
         w.out.reserveCapacity(640)
         JSONWriter.writeASCII("{\"schema\":\"callrelay.call-state.v1\"", into: &w.out)
         w.string("app_id", s.appID ?? s.appLevel)
@@ -24,7 +24,7 @@ package enum CallStatePayload {
             firstLeg = false
             JSONWriter.writeString(name, into: &w.out)
             w.out.append(0x3A)
-            var l = PayloadWriter(first: true)
+            var l = JSONMembersWriter(first: true)
             l.out.append(0x7B)
             l.string("call_id", leg.callID?.value)
             l.string("state", leg.phase.name)
@@ -51,42 +51,7 @@ package enum CallStatePayload {
     }
 }
 
-/// Appends `,"key":value` members (the first without the comma).
-struct PayloadWriter {
-    var out: [UInt8] = []
-    var first: Bool
-
-    init(first: Bool = false) { self.first = first }
-
-    mutating func key(_ k: StaticString) {
-        if !first { out.append(0x2C) }
-        first = false
-        out.append(0x22)
-        JSONWriter.writeASCII(k, into: &out)
-        out.append(0x22)
-        out.append(0x3A)
-    }
-
-    mutating func string(_ k: StaticString, _ v: String?) {
-        guard let v else { return }
-        key(k)
-        JSONWriter.writeString(v, into: &out)
-    }
-
-    mutating func timestamp(_ k: StaticString, _ ms: Int64?) {
-        guard let ms else { return }
-        key(k)
-        out.append(0x22)
-        Timestamp.write(millisecondsSinceEpoch: ms, into: &out)
-        out.append(0x22)
-    }
-
-    mutating func int(_ k: StaticString, _ v: Int64?) {
-        guard let v else { return }
-        key(k)
-        JSONWriter.writeRaw(String(v), into: &out)
-    }
-
+extension JSONMembersWriter {
     /// `[time, "value"]`.
     mutating func earliest(_ k: StaticString, _ e: CallState.Earliest?) {
         guard let e else { return }

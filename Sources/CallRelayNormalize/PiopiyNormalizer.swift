@@ -217,43 +217,11 @@ package enum PiopiyNormalizer {
 
     // MARK: Payload
 
-    private struct Writer {
-        var out: [UInt8]
-
-        mutating func key(_ name: StaticString) {
-            out.append(0x2C)
-            out.append(0x22)
-            JSONWriter.writeASCII(name, into: &out)
-            out.append(0x22)
-            out.append(0x3A)
-        }
-
-        mutating func string(_ name: StaticString, _ value: String?) {
-            guard let value else { return }
-            key(name)
-            JSONWriter.writeString(value, into: &out)
-        }
-
-        mutating func timestamp(_ name: StaticString, _ ms: Int64?) {
-            guard let ms else { return }
-            key(name)
-            out.append(0x22)
-            Timestamp.write(millisecondsSinceEpoch: ms, into: &out)
-            out.append(0x22)
-        }
-
-        mutating func value(_ name: StaticString, _ value: JSONValue?) {
-            guard let value else { return }
-            key(name)
-            value.write(into: &out)
-        }
-    }
-
     static func writePayload(
         _ f: Fields, body: JSONValue, id: String, kind: WebhookKind, event: String, callID: String?,
         receivedAtMilliseconds: Int64
     ) -> [UInt8] {
-        var w = Writer(out: [])
+        var w = JSONMembersWriter()
         w.out.reserveCapacity(2048)
         JSONWriter.writeASCII("{\"schema\":\"callrelay.call-event.v1\"", into: &w.out)
         w.string("id", id)

@@ -175,7 +175,7 @@ extension SQLiteOutbox {
                     try refreshLastSeq()
                     var next = max(lastSeq, ledger.watermark) + 1
                     if due, let companion {
-                        for row in companion.dueRows(now: now) { try insertDerived(row, seq: &next, into: &stored) }
+                        for row in companion.dueRows(now: now) { try insertRow(row, seq: &next, into: &stored) }
                     }
                     for e in appends {
                         insertDedupe.bind(1, Self.dedupeOrder(e))
@@ -186,19 +186,10 @@ extension SQLiteOutbox {
                             outcomes.append(.duplicate(id: e.id))
                             continue
                         }
-                        insertEvent.bind(1, next)
-                        insertEvent.bind(2, e.id)
-                        insertEvent.bind(3, e.callID)
-                        insertEvent.bind(4, e.topic)
-                        insertEvent.bind(5, e.kind)
-                        insertEvent.bind(6, blob: e.body)
-                        insertEvent.bind(7, e.receivedAtMilliseconds)
-                        try insertEvent.run()
+                        try insertRow(e, seq: &next, into: &stored)
                         outcomes.append(.stored(id: e.id))
-                        stored.append(OutboxRecord(seq: next, eventID: e.id, topic: e.topic, content: .payload(e.payload), callID: e.callID, kind: e.kind))
-                        next += 1
                         if let companion {
-                            for row in companion.rows(after: e, now: now) { try insertDerived(row, seq: &next, into: &stored) }
+                            for row in companion.rows(after: e, now: now) { try insertRow(row, seq: &next, into: &stored) }
                         }
                     }
                 }
@@ -255,8 +246,9 @@ extension SQLiteOutbox {
             }
         }
 
-        /// A companion's row, right after the event that caused it (no dedupe row: its id is its own).
-        private func insertDerived(_ row: OutboxEvent, seq next: inout Int64, into stored: inout [OutboxRecord]) throws(SQLiteError) {
+        /// The `events` row at `next`, and its record for the committed tail. A companion's rows have
+        /// no dedupe row: their ids are their own.
+        private func insertRow(_ row: OutboxEvent, seq next: inout Int64, into stored: inout [OutboxRecord]) throws(SQLiteError) {
             insertEvent.bind(1, next)
             insertEvent.bind(2, row.id)
             insertEvent.bind(3, row.callID)
