@@ -11,8 +11,8 @@ import Testing
 /// CONTRACT §7 on real sockets: the whole agent (real outbox, real broker), short timeouts.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct ListenerLimitTests {
-    /// A raw TCP client: what a hostile or broken client does.
-    final class RawClient {
+    /// A raw TCP client: what a hostile or broken client does (one socket, one thread at a time).
+    final class RawClient: @unchecked Sendable {
         let fd: Int32
         init(port: Int) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -110,17 +110,26 @@ struct ListenerLimitTests {
     }
 
     @Test func shutdownClosesIdleKeepAliveConnectionsAtOnce() async throws {
-        // The broker stays up: a broker gone mid-test made the MQTT client's stop, not the
-        // listener, take the time (7.4 s once under a loaded full run).
         let (daemon, broker) = try await start { $0.http.idleTimeoutSeconds = 300 }
         defer { withExtendedLifetime(broker) {} }
         let idle = try RawClient(port: daemon.httpPort)
         idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(idle.read(seconds: 0.5).text.hasPrefix("HTTP/1.1 200 "))
+        // What is measured is the listener's part: the idle connection closes at once, not after
+        // the 5 s grace for requests in progress. (The whole shutdown also waits for the broker's
+        // answer to `offline`, which a loaded machine can stretch: that is not this test.)
+        // The socket is watched from a thread of its own and the stop runs inline: neither waits
+        // for a thread of the Swift concurrency pool, which the other suites' blocking waits can
+        // keep busy for seconds on a 2-core machine.
+        let closedAt = Mutex<Date?>(nil)
+        let watcher = Thread { if idle.read(seconds: 8).closed { closedAt.withLock { $0 = Date() } } }
+        watcher.start()
         let started = Date()
         await daemon.shutdown()
-        #expect(idle.read(seconds: 1).closed)
-        #expect(Date().timeIntervalSince(started) < 4, "no waiting for the idle connection")
+        #expect(waitUntil(seconds: 8) { closedAt.withLock { $0 } != nil }, "the idle connection was closed")
+        if let closed = closedAt.withLock({ $0 }) {
+            #expect(closed.timeIntervalSince(started) < 3, "no waiting for the idle connection")
+        }
     }
 
     /// A graceful stop waits for a request in progress (up to 5 s); a second SIGTERM ends the wait.
