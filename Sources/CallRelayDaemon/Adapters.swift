@@ -60,7 +60,7 @@ struct OutboxDeliveryStore: DeliveryStore {
             case .success(let rows):
                 var items = items
                 for r in rows {
-                    var payload: [UInt8]
+                    let payload: [UInt8]
                     if r.kind == CallStateCompanion.rowKind {
                         guard let calls, case .publish(let p) = calls.deliveryPayload(Self.data(r.content)) else {
                             calls?.skipped.add(1, ordering: .relaxed)

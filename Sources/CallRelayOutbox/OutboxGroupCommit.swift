@@ -122,7 +122,6 @@ extension SQLiteOutbox {
             // Webhooks stored (the companion's rows are counted apart).
             let storedCount = written.outcomes.reduce(0) { n, o in if case .stored = o { n + 1 } else { n } }
             metrics.stored.add(storedCount, ordering: .relaxed)
-            metrics.derivedRows.add(written.stored.count - storedCount, ordering: .relaxed)
             metrics.duplicates.add(written.outcomes.count - storedCount, ordering: .relaxed)
             metrics.pending.store(writer.ledger.pending(lastSeq: writer.lastSeq), ordering: .relaxed)
         }

@@ -34,8 +34,6 @@ package final class OutboxMetrics: Sendable {
     package let walFramesWritten = Atomic<Int>(0)
     /// 1 once a storage fault was found while running (the agent then stops; see `OutboxFault`).
     package let storageFaults = Atomic<Int>(0)
-    /// Rows the companion derived (call-state messages), stored with the webhooks that caused them.
-    package let derivedRows = Atomic<Int>(0)
     /// What this start did with a damaged outbox (nil: it opened the file as it was).
     package let recovery = Mutex<OutboxRecovery?>(nil)
 
