@@ -10,11 +10,16 @@ package struct CallTracker: Sendable, Equatable {
         package var staleAfterMilliseconds: Int64
         /// How long a cleared call's key is remembered, so a late webhook does not bring it back.
         package var tombstoneMilliseconds: Int64
+        /// How many calls (tombstones included) are kept at once (`calls.max_calls`). Past it the
+        /// oldest are forgotten in one batch down to nine tenths: tombstones first, then the calls
+        /// least recently active, whose retained messages are cleared.
+        package var maxCalls: Int
 
-        package init(clearAfterSeconds: Int, staleAfterSeconds: Int, tombstoneSeconds: Int = 3600) {
+        package init(clearAfterSeconds: Int, staleAfterSeconds: Int, tombstoneSeconds: Int = 3600, maxCalls: Int = 10_000) {
             clearAfterMilliseconds = Int64(clearAfterSeconds) * 1000
             staleAfterMilliseconds = Int64(staleAfterSeconds) * 1000
             tombstoneMilliseconds = Int64(max(tombstoneSeconds, 1)) * 1000
+            self.maxCalls = max(maxCalls, 1)
         }
     }
 
@@ -51,6 +56,8 @@ package struct CallTracker: Sendable, Equatable {
         package var call: Call?
         /// The outbox row's id: `<key>#<seq>` for a state, `<key>#clear` for a clearing.
         package var rowID: String
+        /// A clearing because the call was forgotten to stay within `maxCalls` (not because it ended).
+        package var evicted = false
         /// The `callrelay.call-state.v1` payload (built on demand); empty for a clearing.
         package var payload: [UInt8] { call.map(CallStatePayload.write) ?? [] }
         /// The message's `seq`, nil for a clearing.
@@ -89,6 +96,7 @@ package struct CallTracker: Sendable, Equatable {
         var removedSlots: Set<Int64>
         var earliestDeadline: Int64?
         var nextSlot: Int64
+        var evictedCount: Int
     }
 
     package init(settings: Settings, calls: [Call] = []) {
@@ -106,7 +114,8 @@ package struct CallTracker: Sendable, Equatable {
 
     /// Starts recording what the next changes replace.
     package mutating func begin() {
-        undo = Undo(changed: changed, removedSlots: removedSlots, earliestDeadline: earliestDeadline, nextSlot: nextSlot)
+        undo = Undo(
+            changed: changed, removedSlots: removedSlots, earliestDeadline: earliestDeadline, nextSlot: nextSlot, evictedCount: evictedCount)
     }
 
     /// Keeps the changes since `begin`.
@@ -126,6 +135,7 @@ package struct CallTracker: Sendable, Equatable {
         removedSlots = u.removedSlots
         earliestDeadline = u.earliestDeadline
         nextSlot = u.nextSlot
+        evictedCount = u.evictedCount
     }
 
     private mutating func setCall(_ key: String, _ call: Call?) {
@@ -190,7 +200,44 @@ package struct CallTracker: Sendable, Equatable {
         setCall(key, call)
         changed.insert(key)
         lower(deadline(call))
+        if calls.count > settings.maxCalls && evictionEnabled { out += evict(keeping: key) }
         return out
+    }
+
+    /// Calls forgotten to stay within `maxCalls`, since the tracker was made.
+    package private(set) var evictedCount = 0
+    /// Off while the tracker is rebuilt from stored rows (their clearings say what was evicted).
+    package var evictionEnabled = true
+
+    /// Forgets the oldest calls down to nine tenths of `maxCalls` (one sort per batch, so a
+    /// webhook pays O(log n) on average): tombstones by when they were cleared, then the others by
+    /// their last webhook. A forgotten call with a retained message gets a clearing.
+    private mutating func evict(keeping current: String) -> [Message] {
+        let target = settings.maxCalls - settings.maxCalls / 10
+        let excess = calls.count - max(target, 1)
+        guard excess > 0 else { return [] }
+        let order = calls.values.lazy.filter { $0.key != current }.map { c in
+            (tombstone: c.clearedAt == nil ? 1 : 0, at: c.clearedAt ?? c.lastActivityAt, key: c.key)
+        }.sorted { ($0.tombstone, $0.at, $0.key) < ($1.tombstone, $1.at, $1.key) }
+        var out: [Message] = []
+        for victim in order.prefix(excess) {
+            guard let call = calls[victim.key] else { continue }
+            forget(call)
+            evictedCount += 1
+            if call.clearedAt == nil {
+                out.append(Message(appLevel: call.state.appLevel, key: call.key, call: nil, rowID: "\(call.key)#evict", evicted: true))
+            }
+        }
+        return out
+    }
+
+    /// Removes a call and its leg ids; its record goes at the next `takeChanges`.
+    private mutating func forget(_ call: Call) {
+        setCall(call.key, nil)
+        for id in call.state.legs.callIDs where keyByCallID[id] == call.key { setKey(id, nil) }
+        if keyByCallID[call.key] == call.key { setKey(call.key, nil) }
+        changed.remove(call.key)
+        removedSlots.insert(call.slot)
     }
 
     // MARK: Time
@@ -203,13 +250,7 @@ package struct CallTracker: Sendable, Equatable {
         for key in due {
             guard var call = calls[key] else { continue }
             if let cleared = call.clearedAt {
-                if now - cleared >= settings.tombstoneMilliseconds {
-                    setCall(key, nil)
-                    for id in call.state.legs.callIDs where keyByCallID[id] == key { setKey(id, nil) }
-                    if keyByCallID[key] == key { setKey(key, nil) }
-                    changed.remove(key)
-                    removedSlots.insert(call.slot)
-                }
+                if now - cleared >= settings.tombstoneMilliseconds { forget(call) }
             } else if call.state.phase == .ended {
                 if now - (call.endedLocallyAt ?? now) >= settings.clearAfterMilliseconds {
                     call.clearedAt = now
@@ -246,6 +287,38 @@ package struct CallTracker: Sendable, Equatable {
 
     private mutating func lower(_ deadline: Int64) {
         earliestDeadline = min(earliestDeadline ?? deadline, deadline)
+    }
+
+    /// Whether records changed since the last `takeChanges`.
+    package var hasChanges: Bool { !changed.isEmpty || !removedSlots.isEmpty }
+
+    // MARK: Rebuilding from stored rows
+
+    /// A stored call-state row seen again at open (`<seq> <key>`, `clear <key>`, `evict <key>`,
+    /// stored at agent time `at`), after the webhooks before it were ingested again: what the
+    /// timers did (the stale sweep's message, a clearing) and what the bound forgot is applied; a
+    /// row the ingests already explain changes nothing.
+    package mutating func replayStored(head: String, key: String, at: Int64) {
+        switch head {
+        case "evict":
+            if let call = calls[key] { forget(call) }
+        case "clear":
+            guard var call = calls[key], call.clearedAt == nil else { return }
+            call.clearedAt = at
+            call.state = call.state.tombstone()
+            setCall(key, call)
+            changed.insert(key)
+            lower(deadline(call))
+        default:
+            guard let seq = Int64(head), var call = calls[key], call.clearedAt == nil, call.seq < seq else { return }
+            // Only the stale sweep stores a message no webhook caused.
+            call.state.staleAt = call.state.staleAt ?? at
+            call.seq = seq - 1
+            _ = publish(&call, eventID: call.lastEventID, now: at)
+            setCall(key, call)
+            changed.insert(key)
+            lower(deadline(call))
+        }
     }
 
     /// The records changed since the last call (nil: forget the key), for the outbox to persist.

@@ -172,7 +172,7 @@ extension ConfigurationKey {
         mqttCAFile, mqttCertFile, mqttKeyFile, mqttTLSInsecure, mqttMaxInflight, mqttReconnectMinMilliseconds,
         mqttReconnectMaxMilliseconds, mqttProtocol, mqttMessageExpirySeconds,
         storagePath, storageMaxBytes, storageRetentionHours, storageSynchronous,
-        callsEnabled, callsClearAfterSeconds, callsStaleAfterSeconds,
+        callsEnabled, callsClearAfterSeconds, callsStaleAfterSeconds, callsMaxCalls,
         logLevel,
     ]
 
@@ -453,6 +453,14 @@ extension ConfigurationKey {
         description: """
             Seconds without any webhook after which a call that never ended (a hangup PIOPIY did not send) is ended \
             with outcome "stale".
+            """)
+
+    package static let callsMaxCalls = ConfigurationKey(
+        "calls.max_calls", .integer, default: .integer(10_000), rule: .integerRange(100...1_000_000),
+        description: """
+            Calls tracked at once, ended ones waiting to be cleared included (about 1.5 KB of memory each). Past it \
+            the least recently active are forgotten and their retained state cleared (counted in \
+            callrelay_calls_evicted_total): raise it if a gateway really carries more calls at once.
             """)
 
     // MARK: [log]

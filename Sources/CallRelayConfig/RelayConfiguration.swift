@@ -132,11 +132,13 @@ package struct RelayConfiguration: Sendable, Equatable {
         package var enabled: Bool
         package var clearAfterSeconds: Int
         package var staleAfterSeconds: Int
+        package var maxCalls: Int
 
-        package init(enabled: Bool = true, clearAfterSeconds: Int = 600, staleAfterSeconds: Int = 14_400) {
+        package init(enabled: Bool = true, clearAfterSeconds: Int = 600, staleAfterSeconds: Int = 14_400, maxCalls: Int = 10_000) {
             self.enabled = enabled
             self.clearAfterSeconds = clearAfterSeconds
             self.staleAfterSeconds = staleAfterSeconds
+            self.maxCalls = maxCalls
         }
     }
 
@@ -246,7 +248,7 @@ extension RelayConfiguration {
                 retentionHours: values.integer(.storageRetentionHours), synchronous: synchronous),
             calls: Calls(
                 enabled: values.boolean(.callsEnabled), clearAfterSeconds: values.integer(.callsClearAfterSeconds),
-                staleAfterSeconds: values.integer(.callsStaleAfterSeconds)),
+                staleAfterSeconds: values.integer(.callsStaleAfterSeconds), maxCalls: values.integer(.callsMaxCalls)),
             logLevel: values.string(.logLevel))
     }
 }

@@ -1,4 +1,5 @@
 import CallRelayCalls
+import CallRelayCore
 import CallRelayNormalize
 import CallRelayOutbox
 import Synchronization
@@ -23,6 +24,10 @@ final class CallStateCompanion: OutboxCompanion {
     /// For `/metrics` and `status`.
     let activeCalls = Atomic<Int>(0)
     let retainedCalls = Atomic<Int>(0)
+    /// Calls kept in memory (tombstones included), bounded by `calls.max_calls`.
+    let trackedCalls = Atomic<Int>(0)
+    /// Calls forgotten (and cleared) to stay within `calls.max_calls`, since the start.
+    let evictedCalls = Atomic<Int>(0)
     let messages = Atomic<Int>(0)
 
     init(settings: CallTracker.Settings, topicPrefix: String) {
@@ -38,6 +43,35 @@ final class CallStateCompanion: OutboxCompanion {
             publishGauges(s.tracker)
         }
     }
+
+    /// Folds the rows stored after the snapshot again: webhooks are normalized from their bodies
+    /// (deterministic, as at delivery) and ingested at their receive time; the tracker's own rows
+    /// say what its timers and its bound did. Rows `callrelay replay` copied are not folded (they
+    /// were not when they were stored). The bound waits until the rows are folded: their
+    /// `evict` rows say what it forgot.
+    func replay(_ rows: [OutboxReplayRow]) {
+        state.withLock { s in
+            s.tracker.evictionEnabled = false
+            defer { s.tracker.evictionEnabled = true }
+            for row in rows {
+                if row.kind == Self.rowKind {
+                    guard let space = row.data.firstIndex(of: UInt8(ascii: " ")) else { continue }
+                    s.tracker.replayStored(
+                        head: String(decoding: row.data[..<space], as: UTF8.self), key: String(decoding: row.data[(space + 1)...], as: UTF8.self),
+                        at: row.receivedAtMilliseconds)
+                } else if let kind = row.kind, kind == "cdr" || kind == "live", !row.eventID.contains("#replay-"),
+                    let parsed = try? JSONValue.parse(row.data),
+                    let facts = PiopiyNormalizer.normalize(parsed, endpoint: kind == "cdr" ? .cdr : .live, receivedAtMilliseconds: row.receivedAtMilliseconds).call
+                {
+                    _ = s.tracker.ingest(facts, eventID: row.eventID, now: row.receivedAtMilliseconds)
+                }
+            }
+            s.deadline = s.tracker.nextDeadline
+            publishGauges(s.tracker)
+        }
+    }
+
+    var hasChanges: Bool { state.withLock { $0.tracker.hasChanges } }
 
     func begin() {
         state.withLock { $0.tracker.begin() }
@@ -75,15 +109,18 @@ final class CallStateCompanion: OutboxCompanion {
     private func publishGauges(_ t: CallTracker) {
         activeCalls.store(t.activeCount, ordering: .relaxed)
         retainedCalls.store(t.retainedCount, ordering: .relaxed)
+        trackedCalls.store(t.calls.count, ordering: .relaxed)
+        evictedCalls.store(t.evictedCount, ordering: .relaxed)
     }
 
-    /// A state row stores only which message it is (`<seq> <key>`, or `clear <key>`): the payload
+    /// A state row stores only which message it is (`<seq> <key>`, `clear <key>`, or `evict <key>`
+    /// for a call forgotten past `calls.max_calls`): the payload
     /// is built when it is delivered, from the call's record (`deliveryPayload`). So a row costs a
     /// few bytes instead of the payload, and a row a newer state of its call has replaced is
     /// skipped: subscribers of a retained topic want the current state, not the stale ones.
     private func row(_ m: CallTracker.Message, now: Int64) -> OutboxEvent {
         messages.add(1, ordering: .relaxed)
-        let data = Array("\(m.seq.map(String.init) ?? "clear") \(m.key)".utf8)
+        let data = Array("\(m.seq.map(String.init) ?? (m.evicted ? "evict" : "clear")) \(m.key)".utf8)
         return OutboxEvent(
             id: m.rowID, callID: nil, topic: "\(topicPrefix)/\(m.appLevel)/calls/\(Self.topicLevel(m.key))", kind: Self.rowKind,
             body: data, payload: data, receivedAtMilliseconds: now)
@@ -102,7 +139,7 @@ final class CallStateCompanion: OutboxCompanion {
         guard let space = data.firstIndex(of: UInt8(ascii: " ")) else { return .skip }
         let head = String(decoding: data[..<space], as: UTF8.self)
         let key = String(decoding: data[(space + 1)...], as: UTF8.self)
-        if head == "clear" { return .publish([]) }
+        if head == "clear" || head == "evict" { return .publish([]) }
         guard let seq = Int64(head) else { return .skip }
         return state.withLock { s in s.tracker.current(key: key, seq: seq) }.map { .publish(CallStatePayload.write($0)) } ?? .skip
     }

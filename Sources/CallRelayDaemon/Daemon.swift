@@ -46,7 +46,8 @@ package final class Daemon: Sendable {
         let calls =
             c.calls.enabled
             ? CallStateCompanion(
-                settings: .init(clearAfterSeconds: c.calls.clearAfterSeconds, staleAfterSeconds: c.calls.staleAfterSeconds),
+                settings: .init(
+                    clearAfterSeconds: c.calls.clearAfterSeconds, staleAfterSeconds: c.calls.staleAfterSeconds, maxCalls: c.calls.maxCalls),
                 topicPrefix: c.mqtt.topicPrefix) : nil
         let outbox = try await blocking {
             try SQLiteOutbox(

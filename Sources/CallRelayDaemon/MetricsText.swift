@@ -111,6 +111,12 @@ struct MetricsText: Sendable {
                 "callrelay_call_state_superseded_total", .counter,
                 "Call-state messages not published because a newer state of the same call was already stored (retained topics keep only the newest).")
             out.sample("callrelay_call_state_superseded_total", calls.skipped.load(ordering: .relaxed))
+            out.family("callrelay_calls_tracked", .gauge, "Calls kept in memory, cleared ones remembered for late webhooks included (at most calls.max_calls).")
+            out.sample("callrelay_calls_tracked", calls.trackedCalls.load(ordering: .relaxed))
+            out.family(
+                "callrelay_calls_evicted_total", .counter,
+                "Calls forgotten to stay within calls.max_calls (the least recently active first; a retained state is cleared).")
+            out.sample("callrelay_calls_evicted_total", calls.evictedCalls.load(ordering: .relaxed))
         }
         out.family("callrelay_outbox_max_bytes", .gauge, "storage.max_bytes: the bound on the database, WAL and SHM files together.")
         out.sample("callrelay_outbox_max_bytes", Int(outbox.space.maxBytes))

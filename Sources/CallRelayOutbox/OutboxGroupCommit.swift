@@ -69,8 +69,21 @@ extension SQLiteOutbox {
                 waiting.withLock { scheduleFlushLocked(&$0, after: Self.markDelaySeconds) }
             }
             let companionDue = writer.companion?.isDue(now: Self.nowMilliseconds()) ?? false
-            if appends.isEmpty && dead.isEmpty && !markDue && !companionDue { return }
-            commit(writer, appends: appends, dead: dead, mark: markDue, listener: listener, started: now)
+            if !(appends.isEmpty && dead.isEmpty && !markDue && !companionDue) {
+                commit(writer, appends: appends, dead: dead, mark: markDue, listener: listener, started: now)
+            }
+            if fault == nil, writer.snapshotDue(now: now) { snapshotCompanion(writer) }
+        }
+    }
+
+    /// Writes the companion's snapshot (a failure is logged; the rows stay foldable, so nothing is lost).
+    func snapshotCompanion(_ writer: Writer) {
+        do throws(SQLiteError) {
+            try writer.snapshotCompanion()
+        } catch {
+            if !noteFault(error, while: "writing the call-state snapshot") {
+                logger.warning("could not write the call-state snapshot; retrying later", metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -30,6 +30,8 @@ extension SQLiteOutbox {
         return connection.withLock { writer in
             guard let writer else { return false }
             guard fault == nil else { return true }
+            // Rows the companion's snapshot does not cover yet cannot go: bring it up to date first.
+            if writer.companionThrough < writer.ledger.committedWatermark { snapshotCompanion(writer) }
             do throws(SQLiteError) {
                 let deleted = try deleteDelivered(writer, settledBefore: cutoff, limit: .max)
                 if deleted > 0 { logger.debug("pruned delivered events", metadata: ["count": "\(deleted)"]) }
@@ -38,8 +40,8 @@ extension SQLiteOutbox {
                 try writer.db.execute(
                     """
                     BEGIN IMMEDIATE;
-                    DELETE FROM events WHERE seq IN (SELECT seq FROM dead_letters WHERE dead_at < \(cutoff) AND seq <= \(watermark));
-                    DELETE FROM dead_letters WHERE dead_at < \(cutoff) AND seq <= \(watermark);
+                    DELETE FROM events WHERE seq IN (SELECT seq FROM dead_letters WHERE dead_at < \(cutoff) AND seq <= \(min(watermark, writer.companionFloor)));
+                    DELETE FROM dead_letters WHERE dead_at < \(cutoff) AND seq <= \(min(watermark, writer.companionFloor));
                     COMMIT;
                     """)
                 let droppedDead = writer.db.changes
@@ -61,6 +63,7 @@ extension SQLiteOutbox {
     /// recognised), and ids older than the dedupe floor whose events are gone. Returns how many
     /// events were deleted.
     func makeRoom(_ writer: Writer) -> Int {
+        if writer.companionThrough < writer.ledger.committedWatermark { snapshotCompanion(writer) }
         do throws(SQLiteError) {
             let deleted = try deleteDelivered(writer, settledBefore: nil, limit: 10_000)
             let ids = try pruneDedupe(writer, now: Self.nowMilliseconds())
@@ -92,7 +95,8 @@ extension SQLiteOutbox {
         while deleted < limit {
             defer { oldest.reset() }
             guard try oldest.step() else { break }
-            let (minute, seqHigh, settledAt) = (oldest.int64(0), oldest.int64(1), oldest.int64(2))
+            let (minute, markedHigh, settledAt) = (oldest.int64(0), oldest.int64(1), oldest.int64(2))
+            let seqHigh = min(markedHigh, writer.companionFloor)
             let isNewest = !(try oldest.step())
             if let cutoff, settledAt >= cutoff { break }
             let chunk = min(eventDeleteChunk(writer), limit - deleted)

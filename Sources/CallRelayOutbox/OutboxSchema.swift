@@ -82,6 +82,9 @@ extension SQLiteOutbox {
         try migrate(db, logger: logger)
         // The companion's keyed state (the call state): a table older builds ignore.
         try db.execute("CREATE TABLE IF NOT EXISTS companion_state(slot INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        // The last seq the records cover (no row: they cover every stored row, as builds before
+        // snapshots wrote them in every commit).
+        try db.execute("CREATE TABLE IF NOT EXISTS companion_meta(id INTEGER PRIMARY KEY CHECK (id = 1), through_seq INTEGER NOT NULL)")
         // Reads the schema and the first pages: damaged files usually fail here.
         _ = try db.scalarInt("SELECT count(*) FROM (SELECT seq FROM events ORDER BY seq DESC LIMIT 1)")
         return db

@@ -21,6 +21,11 @@ extension SQLiteOutbox {
         private let deleteCompanion: SQLiteStatement
         /// Derives rows and keyed state inside each transaction (`OutboxCompanion`).
         var companion: (any OutboxCompanion)?
+        private let upsertCompanionMeta: SQLiteStatement
+        /// The last seq the companion's persisted records cover: rows above it are folded again at
+        /// open, so none of them may be deleted (`companionFloor`).
+        private(set) var companionThrough: Int64 = 0
+        private(set) var lastSnapshotAt: Double = 0
 
         var ledger: DeliveryLedger
         /// Dead letters reported but not yet in `dead_letters`: never handed out again, but not
@@ -78,6 +83,8 @@ extension SQLiteOutbox {
             upsertCompanion = try db.prepare(
                 "INSERT INTO companion_state(slot, data) VALUES (?1, ?2) ON CONFLICT(slot) DO UPDATE SET data = excluded.data")
             deleteCompanion = try db.prepare("DELETE FROM companion_state WHERE slot = ?1")
+            upsertCompanionMeta = try db.prepare(
+                "INSERT INTO companion_meta(id, through_seq) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET through_seq = excluded.through_seq")
 
             let watermark = try db.scalarInt("SELECT max(seq_hi) FROM delivery_marks") ?? 0
             markMinute = try db.scalarInt("SELECT max(minute) FROM delivery_marks") ?? 0
@@ -193,18 +200,6 @@ extension SQLiteOutbox {
                         }
                     }
                 }
-                if let companion {
-                    for (slot, data) in companion.changes() {
-                        if let data {
-                            upsertCompanion.bind(1, slot)
-                            upsertCompanion.bind(2, blob: data)
-                            try upsertCompanion.run()
-                        } else {
-                            deleteCompanion.bind(1, slot)
-                            try deleteCompanion.run()
-                        }
-                    }
-                }
                 for letter in dead {
                     insertDeadLetter.bind(1, letter.seq)
                     insertDeadLetter.bind(2, letter.reason)
@@ -261,12 +256,85 @@ extension SQLiteOutbox {
             next += 1
         }
 
-        /// The companion's keyed state as persisted.
-        func companionRecords() throws(SQLiteError) -> [(slot: Int64, data: [UInt8])] {
+        /// Rows a snapshot may let the companion write again after this many stored rows, or
+        /// seconds: what a start after a crash folds again at most (~10 µs a row).
+        static let snapshotRows: Int64 = 50_000
+        static let snapshotSeconds: Double = 30
+
+        /// Rows below this may be deleted (retention, room-making): the companion's snapshot covers them.
+        var companionFloor: Int64 { companion == nil ? .max : companionThrough }
+
+        /// Whether the companion's records should be written now.
+        func snapshotDue(now: Double) -> Bool {
+            guard let companion else { return false }
+            let behind = lastSeq - companionThrough
+            return (companion.hasChanges || behind > 0)
+                && (behind >= Self.snapshotRows || now - lastSnapshotAt >= Self.snapshotSeconds)
+        }
+
+        /// Opens the companion: its records, then the rows stored after them, folded again.
+        func attach(_ companion: any OutboxCompanion) throws(SQLiteError) -> Int {
             let s = try db.prepare("SELECT slot, data FROM companion_state ORDER BY slot")
             var records: [(slot: Int64, data: [UInt8])] = []
             while try s.step() { records.append((s.int64(0), s.blob(1))) }
-            return records
+            companion.load(records)
+            self.companion = companion
+            let through = try db.scalarInt("SELECT through_seq FROM companion_meta WHERE id = 1")
+            companionThrough = through ?? lastSeq
+            // No row yet (a new file, or records a build before snapshots wrote in every commit):
+            // the records cover every stored row; the row is written at once, so from now on
+            // what a crash leaves above it is folded again.
+            if through == nil { try snapshotCompanion() }
+            lastSnapshotAt = SQLiteOutbox.monotonicSeconds()
+            let rows = try db.prepare("SELECT seq, event_id, kind, data, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 2000")
+            var cursor = companionThrough
+            var replayed = 0
+            while true {
+                rows.bind(1, cursor)
+                var chunk: [OutboxReplayRow] = []
+                while try rows.step() {
+                    cursor = rows.int64(0)
+                    chunk.append(
+                        OutboxReplayRow(
+                            seq: cursor, eventID: rows.text(1), kind: rows.isNull(2) ? nil : rows.text(2), data: rows.blob(3),
+                            receivedAtMilliseconds: rows.int64(4)))
+                }
+                rows.reset()
+                if chunk.isEmpty { break }
+                companion.replay(chunk)
+                replayed += chunk.count
+            }
+            return replayed
+        }
+
+        /// Writes the companion's changed records and the seq they now cover, in a transaction of
+        /// their own (between commits, so the companion's state is what the file holds).
+        func snapshotCompanion() throws(SQLiteError) {
+            guard let companion else { return }
+            try begin.run()
+            companion.begin()
+            do throws(SQLiteError) {
+                for (slot, data) in companion.changes() {
+                    if let data {
+                        upsertCompanion.bind(1, slot)
+                        upsertCompanion.bind(2, blob: data)
+                        try upsertCompanion.run()
+                    } else {
+                        deleteCompanion.bind(1, slot)
+                        try deleteCompanion.run()
+                    }
+                }
+                upsertCompanionMeta.bind(1, lastSeq)
+                try upsertCompanionMeta.run()
+                try commit.run()
+                companion.finish(committed: true)
+                companionThrough = lastSeq
+                lastSnapshotAt = SQLiteOutbox.monotonicSeconds()
+            } catch {
+                try? rollback.run()
+                companion.finish(committed: false)
+                throw error
+            }
         }
 
         /// At close: the acknowledgements above the watermark go to `acked_above`, so a restart

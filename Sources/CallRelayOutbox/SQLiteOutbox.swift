@@ -80,8 +80,12 @@ package final class SQLiteOutbox: Sendable {
         try db.execute("PRAGMA max_page_count=\(policy.hardPages)")
         let writer = try Writer(db: db, policy: policy)
         if let companion {
-            companion.load(try writer.companionRecords())
-            writer.companion = companion
+            let replayed = try writer.attach(companion)
+            if replayed > 0 {
+                // The fold is done once: the next start begins from here.
+                try writer.snapshotCompanion()
+                logger.info("call state rebuilt from the rows stored after its last snapshot", metadata: ["rows": "\(replayed)"])
+            }
         }
         connection = Mutex(writer)
         checkpointer = try WALCheckpointer(path: path)
@@ -102,7 +106,9 @@ package final class SQLiteOutbox: Sendable {
             guard let self else { return }
             let open: Bool = self.connection.withLock { writer in
                 guard let writer else { return false }
-                if self.fault == nil, writer.companion?.isDue(now: Self.nowMilliseconds()) == true {
+                if self.fault == nil,
+                    writer.companion?.isDue(now: Self.nowMilliseconds()) == true || writer.snapshotDue(now: Self.monotonicSeconds())
+                {
                     self.waiting.withLock { self.scheduleFlushLocked(&$0) }
                 }
                 return true
@@ -326,6 +332,12 @@ package final class SQLiteOutbox: Sendable {
             flush(final: true)
             connection.withLock { writer in
                 if let writer, !faulted {
+                    do throws(SQLiteError) {
+                        // The next start then has nothing to fold again.
+                        try writer.snapshotCompanion()
+                    } catch {
+                        logger.warning("could not write the call-state snapshot; the next start rebuilds it", metadata: ["error": "\(error)"])
+                    }
                     do throws(SQLiteError) {
                         try writer.persistAcknowledgedAbove()
                     } catch {

@@ -224,6 +224,119 @@ import Testing
         #expect(out.map { Self.json($0.payload)["outcome"] as? String } == ["missed"])
     }
 
+    // MARK: The bound (calls.max_calls)
+
+    /// A started outbound call of its own (the fixture with another conversation and leg id).
+    static func call(_ n: Int) -> (facts: CallFacts, id: String) {
+        var e = event("live_out_started_leg_a.json")
+        e.facts.conversationID = "conv-\(n)"
+        e.facts.callID = "leg-\(n)"
+        return (e.facts, "event-\(n)")
+    }
+
+    @Test func pastMaxCallsTheLeastRecentlyActiveAreForgottenAndCleared() {
+        var t = CallTracker(settings: CallTracker.Settings(clearAfterSeconds: 600, staleAfterSeconds: 14_400, maxCalls: 100))
+        for n in 0..<100 { _ = t.ingest(Self.call(n).facts, eventID: Self.call(n).id, now: Self.now + Int64(n)) }
+        _ = t.takeChanges()
+        #expect(t.calls.count == 100 && t.evictedCount == 0)
+        // Call 0 is active again: the oldest are now 1, 2, ...
+        let again = Self.event("live_out_answered_leg_a.json")
+        var answered = again.facts
+        (answered.conversationID, answered.callID) = ("conv-0", "leg-0")
+        _ = t.ingest(answered, eventID: "again", now: Self.now + 200)
+        let out = t.ingest(Self.call(100).facts, eventID: Self.call(100).id, now: Self.now + 300)
+        #expect(t.calls.count == 90, "one batch, down to nine tenths")
+        #expect(t.evictedCount == 11)
+        let clearings = out.filter(\.evicted)
+        #expect(clearings.map(\.key) == (1...11).map { "conv-\($0)" }, "the least recently active, oldest first")
+        #expect(clearings.allSatisfy { $0.call == nil && $0.payload.isEmpty && $0.rowID.hasSuffix("#evict") })
+        #expect(out.filter { !$0.evicted }.map(\.key) == ["conv-100"])
+        #expect(t.calls["conv-0"] != nil && t.calls["conv-100"] != nil)
+        #expect(t.activeCount == 90 && t.retainedCount == 90)
+        let changes = t.takeChanges()
+        #expect(changes.filter { $0.call == nil }.count == 11, "their records are deleted")
+        // A later webhook of a forgotten call starts it again (its key is not remembered).
+        let back = t.ingest(Self.call(1).facts, eventID: "back", now: Self.now + 400)
+        #expect(back.map(\.key) == ["conv-1"] && t.calls["conv-1"]?.seq == 1)
+    }
+
+    @Test func clearedCallsAreForgottenFirstWithoutAClearing() {
+        var t = CallTracker(settings: CallTracker.Settings(clearAfterSeconds: 1, staleAfterSeconds: 60, maxCalls: 100))
+        for n in 0..<20 { _ = t.ingest(Self.call(n).facts, eventID: Self.call(n).id, now: Self.now) }
+        _ = t.sweep(now: Self.now + 60_000)  // stale: ended
+        _ = t.sweep(now: Self.now + 61_000)  // cleared: tombstones
+        #expect(t.calls.count == 20 && t.retainedCount == 0)
+        for n in 20..<100 { _ = t.ingest(Self.call(n).facts, eventID: Self.call(n).id, now: Self.now + 62_000 + Int64(n)) }
+        let out = t.ingest(Self.call(100).facts, eventID: Self.call(100).id, now: Self.now + 70_000)
+        #expect(t.calls.count == 90 && out.filter(\.evicted).isEmpty, "11 tombstones forgotten, no live call touched")
+        #expect(t.retainedCount == 81)
+    }
+
+    @Test func anEvictionRolledBackLeavesTheTrackerAsItWas() {
+        var t = CallTracker(settings: CallTracker.Settings(clearAfterSeconds: 600, staleAfterSeconds: 14_400, maxCalls: 100))
+        for n in 0..<100 { _ = t.ingest(Self.call(n).facts, eventID: Self.call(n).id, now: Self.now + Int64(n)) }
+        _ = t.takeChanges()
+        let before = t
+        t.begin()
+        _ = t.ingest(Self.call(100).facts, eventID: Self.call(100).id, now: Self.now + 300)
+        #expect(t.evictedCount == 11)
+        t.rollback()
+        #expect(t == before)
+        #expect(t.takeChanges().isEmpty)
+    }
+
+    // MARK: Rebuilding from stored rows
+
+    /// What the outbox stores in order: each webhook, then the rows it caused; the sweeps' rows.
+    enum Stored { case webhook(CallFacts, String, Int64), row(String, String, Int64) }
+
+    static func rows(_ messages: [CallTracker.Message], at: Int64) -> [Stored] {
+        messages.map { m in .row(m.seq.map(String.init) ?? (m.evicted ? "evict" : "clear"), m.key, at) }
+    }
+
+    @Test func foldingTheStoredRowsAgainGivesTheSameTracker() {
+        let settings = CallTracker.Settings(clearAfterSeconds: 5, staleAfterSeconds: 60, tombstoneSeconds: 3600, maxCalls: 100)
+        var live = CallTracker(settings: settings)
+        var log: [Stored] = []
+        var now = Self.now
+        func ingest(_ e: (facts: CallFacts, id: String)) {
+            now += 10
+            log.append(.webhook(e.facts, e.id, now))
+            log += Self.rows(live.ingest(e.facts, eventID: e.id, now: now), at: now)
+        }
+        func sweep(_ at: Int64) {
+            now = at
+            log += Self.rows(live.sweep(now: now), at: now)
+        }
+        // Whole flows, a stream joining its call, calls going stale, ended calls cleared, and the bound.
+        for e in (Self.outbound + Self.inboundAnswered).map(Self.event) { ingest(e) }
+        for n in 0..<40 { ingest(Self.call(n)) }
+        sweep(now + 61_000)  // stale
+        sweep(now + 6_000)  // cleared
+        for n in 40..<150 { ingest(Self.call(n)) }
+        ingest(Self.event(Self.streamLegB))
+        #expect(live.evictedCount > 0)
+
+        var rebuilt = CallTracker(settings: settings)
+        rebuilt.evictionEnabled = false
+        for entry in log {
+            switch entry {
+            case .webhook(let facts, let id, let at): _ = rebuilt.ingest(facts, eventID: id, now: at)
+            case .row(let head, let key, let at): rebuilt.replayStored(head: head, key: key, at: at)
+            }
+        }
+        // Tombstones the bound forgot leave no row: the rebuilt tracker still has them (harmless:
+        // the next batch forgets them first). Every call with a retained state is exactly the same.
+        let retained = { (t: CallTracker) in t.calls.filter { $0.value.clearedAt == nil } }
+        let differing = Set(retained(rebuilt).keys).union(retained(live).keys).filter { rebuilt.calls[$0] != live.calls[$0] }.sorted()
+        #expect(differing.isEmpty, "seq, times and state of \(differing)")
+        #expect(Set(live.calls.keys).isSubset(of: Set(rebuilt.calls.keys)))
+        #expect(rebuilt.activeCount == live.activeCount && rebuilt.retainedCount == live.retainedCount)
+        let later = now + 4 * 3_600_000
+        #expect(rebuilt.sweep(now: later) == live.sweep(now: later), "and the same timers from here on")
+        #expect(retained(rebuilt) == retained(live))
+    }
+
     // MARK: Transactions
 
     @Test func aRolledBackTransactionLeavesTheTrackerAsItWas() {

@@ -34,7 +34,7 @@ struct ConfigurationValidTests {
             storage: .init(
                 path: "/data/callrelay/outbox.sqlite3", maxBytes: 2_147_483_648, retentionHours: 24,
                 synchronous: .normal),
-            calls: .init(enabled: false, clearAfterSeconds: 120, staleAfterSeconds: 3600),
+            calls: .init(enabled: false, clearAfterSeconds: 120, staleAfterSeconds: 3600, maxCalls: 20000),
             logLevel: "debug")
         #expect(result.configuration == expected)
         #expect(
