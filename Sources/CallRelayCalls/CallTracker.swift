@@ -11,7 +11,7 @@ package struct CallTracker: Sendable, Equatable {
         /// How long a cleared call's key is remembered, so a late webhook does not bring it back.
         package var tombstoneMilliseconds: Int64
         /// How many calls (tombstones included) are kept at once (`calls.max_calls`). Past it the
-        /// oldest are forgotten in one batch down to nine tenths: tombstones first, then the calls
+        /// oldest are forgotten in one batch down to three quarters: tombstones first, then the calls
         /// least recently active, whose retained messages are cleared.
         package var maxCalls: Int
 
@@ -40,6 +40,11 @@ package struct CallTracker: Sendable, Equatable {
         package var endedLocallyAt: Int64?
         /// Set once its retained message was cleared: the key is only remembered (a tombstone).
         package var clearedAt: Int64?
+        /// Whether its newest state message may be on the broker already (the delivery read its
+        /// row). Only then does forgetting it need a clearing row: a state row still waiting is
+        /// published as a clearing when its call is no longer tracked. Not persisted: a rebuilt
+        /// call says yes.
+        package var handedOut = true
 
         package init(key: String, state: CallState, lastActivityAt: Int64) {
             self.key = key
@@ -92,11 +97,17 @@ package struct CallTracker: Sendable, Equatable {
     private struct Undo: Sendable, Equatable {
         var calls: [String: Call?] = [:]
         var keys: [String: String?] = [:]
-        var changed: Set<String>
-        var removedSlots: Set<Int64>
+        /// What happened to the change sets, in order (recorded, not copied: they hold up to a
+        /// snapshot interval of keys).
+        var changes: [ChangeStep] = []
         var earliestDeadline: Int64?
         var nextSlot: Int64
         var evictedCount: Int
+    }
+
+    private enum ChangeStep: Sendable, Equatable {
+        case marked(String), unmarked(String), slotRemoved(Int64), slotTaken(Int64)
+        case took(changed: Set<String>, removedSlots: Set<Int64>)
     }
 
     package init(settings: Settings, calls: [Call] = []) {
@@ -114,8 +125,7 @@ package struct CallTracker: Sendable, Equatable {
 
     /// Starts recording what the next changes replace.
     package mutating func begin() {
-        undo = Undo(
-            changed: changed, removedSlots: removedSlots, earliestDeadline: earliestDeadline, nextSlot: nextSlot, evictedCount: evictedCount)
+        undo = Undo(earliestDeadline: earliestDeadline, nextSlot: nextSlot, evictedCount: evictedCount)
     }
 
     /// Keeps the changes since `begin`.
@@ -131,11 +141,21 @@ package struct CallTracker: Sendable, Equatable {
             calls[key] = old
         }
         for (id, old) in u.keys { keyByCallID[id] = old }
-        changed = u.changed
-        removedSlots = u.removedSlots
+        for step in u.changes.reversed() {
+            switch step {
+            case .marked(let key): changed.remove(key)
+            case .unmarked(let key): markChanged(key)
+            case .slotRemoved(let slot): removedSlots.remove(slot)
+            case .slotTaken(let slot): removedSlots.insert(slot)
+            case .took(let c, let r): (changed, removedSlots) = (c, r)
+            }
+        }
         earliestDeadline = u.earliestDeadline
         nextSlot = u.nextSlot
         evictedCount = u.evictedCount
+        // A failed snapshot chunk ends its round: the next one plans again from the change sets.
+        snapshotPlan = []
+        planPosition = 0
     }
 
     private mutating func setCall(_ key: String, _ call: Call?) {
@@ -186,7 +206,7 @@ package struct CallTracker: Sendable, Equatable {
             orphan.clearedAt = now
             orphan.state = orphan.state.tombstone()
             setCall(callID, orphan)
-            changed.insert(callID)
+            markChanged(callID)
             lower(deadline(orphan))
             out.append(Message(appLevel: orphan.state.appLevel, key: callID, call: nil, rowID: "\(callID)#clear"))
         }
@@ -198,22 +218,29 @@ package struct CallTracker: Sendable, Equatable {
         call.lastActivityAt = now
         if call.state != before { out.append(publish(&call, eventID: eventID, now: now)) }
         setCall(key, call)
-        changed.insert(key)
+        markChanged(key)
         lower(deadline(call))
-        if calls.count > settings.maxCalls && evictionEnabled { out += evict(keeping: key) }
+        if calls.count > settings.maxCalls && !replaying { out += evict(keeping: key) }
         return out
     }
 
     /// Calls forgotten to stay within `maxCalls`, since the tracker was made.
     package private(set) var evictedCount = 0
-    /// Off while the tracker is rebuilt from stored rows (their clearings say what was evicted).
-    package var evictionEnabled = true
+    /// While the tracker is rebuilt from stored rows: no eviction (their `evict` rows say what was
+    /// forgotten), and every message counts as handed out (the rebuild cannot know).
+    package var replaying = false
 
-    /// Forgets the oldest calls down to nine tenths of `maxCalls` (one sort per batch, so a
+    /// The delivery read the state row `seq` of `key`: that state may now be on the broker.
+    package mutating func handedOut(key: String, seq: Int64) {
+        guard let call = calls[key], call.seq == seq, !call.handedOut else { return }
+        calls[key]!.handedOut = true
+    }
+
+    /// Forgets the oldest calls down to three quarters of `maxCalls` (one sort per batch, so a
     /// webhook pays O(log n) on average): tombstones by when they were cleared, then the others by
     /// their last webhook. A forgotten call with a retained message gets a clearing.
     private mutating func evict(keeping current: String) -> [Message] {
-        let target = settings.maxCalls - settings.maxCalls / 10
+        let target = settings.maxCalls - settings.maxCalls / 4
         let excess = calls.count - max(target, 1)
         guard excess > 0 else { return [] }
         let order = calls.values.lazy.filter { $0.key != current }.map { c in
@@ -224,7 +251,8 @@ package struct CallTracker: Sendable, Equatable {
             guard let call = calls[victim.key] else { continue }
             forget(call)
             evictedCount += 1
-            if call.clearedAt == nil {
+            // A state still waiting in the outbox is published as a clearing (its call is gone).
+            if call.clearedAt == nil && call.handedOut {
                 out.append(Message(appLevel: call.state.appLevel, key: call.key, call: nil, rowID: "\(call.key)#evict", evicted: true))
             }
         }
@@ -236,8 +264,8 @@ package struct CallTracker: Sendable, Equatable {
         setCall(call.key, nil)
         for id in call.state.legs.callIDs where keyByCallID[id] == call.key { setKey(id, nil) }
         if keyByCallID[call.key] == call.key { setKey(call.key, nil) }
-        changed.remove(call.key)
-        removedSlots.insert(call.slot)
+        if changed.remove(call.key) != nil { undo?.changes.append(.unmarked(call.key)) }
+        if removedSlots.insert(call.slot).inserted { undo?.changes.append(.slotRemoved(call.slot)) }
     }
 
     // MARK: Time
@@ -256,14 +284,14 @@ package struct CallTracker: Sendable, Equatable {
                     call.clearedAt = now
                     call.state = call.state.tombstone()
                     setCall(key, call)
-                    changed.insert(key)
+                    markChanged(key)
                     out.append(Message(appLevel: call.state.appLevel, key: key, call: nil, rowID: "\(key)#clear"))
                 }
             } else if now - call.lastActivityAt >= settings.staleAfterMilliseconds {
                 call.state.staleAt = now
                 out.append(publish(&call, eventID: call.lastEventID, now: now))
                 setCall(key, call)
-                changed.insert(key)
+                markChanged(key)
             }
         }
         return out
@@ -289,6 +317,10 @@ package struct CallTracker: Sendable, Equatable {
         earliestDeadline = min(earliestDeadline ?? deadline, deadline)
     }
 
+    private mutating func markChanged(_ key: String) {
+        if changed.insert(key).inserted { undo?.changes.append(.marked(key)) }
+    }
+
     /// Whether records changed since the last `takeChanges`.
     package var hasChanges: Bool { !changed.isEmpty || !removedSlots.isEmpty }
 
@@ -307,7 +339,7 @@ package struct CallTracker: Sendable, Equatable {
             call.clearedAt = at
             call.state = call.state.tombstone()
             setCall(key, call)
-            changed.insert(key)
+            markChanged(key)
             lower(deadline(call))
         default:
             guard let seq = Int64(head), var call = calls[key], call.clearedAt == nil, call.seq < seq else { return }
@@ -316,7 +348,7 @@ package struct CallTracker: Sendable, Equatable {
             call.seq = seq - 1
             _ = publish(&call, eventID: call.lastEventID, now: at)
             setCall(key, call)
-            changed.insert(key)
+            markChanged(key)
             lower(deadline(call))
         }
     }
@@ -324,11 +356,63 @@ package struct CallTracker: Sendable, Equatable {
     /// The records changed since the last call (nil: forget the key), for the outbox to persist.
     package mutating func takeChanges() -> [(slot: Int64, call: Call?)] {
         defer {
-            changed.removeAll(keepingCapacity: true)
-            removedSlots.removeAll(keepingCapacity: true)
+            if undo != nil {
+                undo!.changes.append(.took(changed: changed, removedSlots: removedSlots))
+                changed = []
+                removedSlots = []
+            } else {
+                changed.removeAll(keepingCapacity: true)
+                removedSlots.removeAll(keepingCapacity: true)
+            }
         }
         let kept: [(slot: Int64, call: Call?)] = changed.compactMap { calls[$0] }.map { ($0.slot, $0) }
         return (kept + removedSlots.map { ($0, nil) }).sorted { $0.slot < $1.slot }
+    }
+
+    /// The changed records a snapshot round writes, lowest slots first (`planSnapshot`), and how
+    /// far `takeChanges(limit:)` got.
+    private var snapshotPlan: [PlanEntry] = []
+    private var planPosition = 0
+    private struct PlanEntry: Sendable, Equatable {
+        var slot: Int64
+        var key: String?
+    }
+
+    /// Starts a snapshot round: the records changed now, in slot order, so each chunk covers
+    /// neighbouring slots and rewrites a run of pages instead of pages all over the table.
+    /// Returns how many.
+    package mutating func planSnapshot() -> Int {
+        var plan: [PlanEntry] = removedSlots.map { PlanEntry(slot: $0, key: nil) }
+        plan.reserveCapacity(changed.count + removedSlots.count)
+        for key in changed { if let call = calls[key] { plan.append(PlanEntry(slot: call.slot, key: key)) } }
+        plan.sort { $0.slot < $1.slot }
+        snapshotPlan = plan
+        planPosition = 0
+        return plan.count
+    }
+
+    /// The next at most `limit` records of the round, taken out of the change sets (a record
+    /// taken earlier in the round, or no longer changed, is passed over). Empty: the round is done.
+    package mutating func takeChanges(limit: Int) -> [(slot: Int64, call: Call?)] {
+        var out: [(slot: Int64, call: Call?)] = []
+        while out.count < limit, planPosition < snapshotPlan.count {
+            let entry = snapshotPlan[planPosition]
+            planPosition += 1
+            if let key = entry.key {
+                guard changed.remove(key) != nil else { continue }
+                undo?.changes.append(.unmarked(key))
+                out.append((entry.slot, calls[key]))
+            } else {
+                guard removedSlots.remove(entry.slot) != nil else { continue }
+                undo?.changes.append(.slotTaken(entry.slot))
+                out.append((entry.slot, nil))
+            }
+        }
+        if planPosition >= snapshotPlan.count {
+            snapshotPlan = []
+            planPosition = 0
+        }
+        return out
     }
 
     private mutating func newCall(_ key: String, _ state: CallState, _ now: Int64) -> Call {
@@ -339,6 +423,7 @@ package struct CallTracker: Sendable, Equatable {
     }
 
     private mutating func publish(_ call: inout Call, eventID: String, now: Int64) -> Message {
+        call.handedOut = replaying
         if call.state.phase == .ended && call.endedLocallyAt == nil { call.endedLocallyAt = now }
         call.seq += 1
         call.lastEventID = eventID

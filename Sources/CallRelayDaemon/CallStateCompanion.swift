@@ -51,8 +51,8 @@ final class CallStateCompanion: OutboxCompanion {
     /// `evict` rows say what it forgot.
     func replay(_ rows: [OutboxReplayRow]) {
         state.withLock { s in
-            s.tracker.evictionEnabled = false
-            defer { s.tracker.evictionEnabled = true }
+            s.tracker.replaying = true
+            defer { s.tracker.replaying = false }
             for row in rows {
                 if row.kind == Self.rowKind {
                     guard let space = row.data.firstIndex(of: UInt8(ascii: " ")) else { continue }
@@ -92,6 +92,12 @@ final class CallStateCompanion: OutboxCompanion {
 
     func changes() -> [(slot: Int64, data: [UInt8]?)] {
         state.withLock { s in s.tracker.takeChanges() }.map { (slot: $0.slot, data: $0.call.map(CallRecordCoding.encode)) }
+    }
+
+    func planChanges() -> Int { state.withLock { $0.tracker.planSnapshot() } }
+
+    func changes(limit: Int) -> [(slot: Int64, data: [UInt8]?)] {
+        state.withLock { s in s.tracker.takeChanges(limit: limit) }.map { (slot: $0.slot, data: $0.call.map(CallRecordCoding.encode)) }
     }
 
     func finish(committed: Bool) {
@@ -141,7 +147,16 @@ final class CallStateCompanion: OutboxCompanion {
         let key = String(decoding: data[(space + 1)...], as: UTF8.self)
         if head == "clear" || head == "evict" { return .publish([]) }
         guard let seq = Int64(head) else { return .skip }
-        return state.withLock { s in s.tracker.current(key: key, seq: seq) }.map { .publish(CallStatePayload.write($0)) } ?? .skip
+        return state.withLock { s in
+            if let call = s.tracker.current(key: key, seq: seq) {
+                s.tracker.handedOut(key: key, seq: seq)
+                return .publish(CallStatePayload.write(call))
+            }
+            // Forgotten past calls.max_calls before this state was handed out: no `evict` row
+            // was stored, so this row clears the retained message (a clearing of a topic the
+            // broker has nothing on is harmless). Superseded or cleared: skipped.
+            return s.tracker.calls[key] == nil ? .publish([]) : .skip
+        }
     }
 
     let skipped = Atomic<Int>(0)

@@ -30,6 +30,10 @@ package protocol OutboxCompanion: AnyObject, Sendable {
     /// snapshot, inside its transaction. Slots are the companion's own numbers: records of new
     /// keys get higher ones, so they append.
     func changes() -> [(slot: Int64, data: [UInt8]?)]
+    /// A snapshot written a chunk per commit: `planChanges` starts a round over the records
+    /// changed now (returns how many), `changes(limit:)` gives its next chunk (empty: done).
+    func planChanges() -> Int
+    func changes(limit: Int) -> [(slot: Int64, data: [UInt8]?)]
     /// A transaction starts (before the first `rows` or `dueRows` of it).
     func begin()
     func finish(committed: Bool)

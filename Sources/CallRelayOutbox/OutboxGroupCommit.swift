@@ -72,14 +72,19 @@ extension SQLiteOutbox {
             if !(appends.isEmpty && dead.isEmpty && !markDue && !companionDue) {
                 commit(writer, appends: appends, dead: dead, mark: markDue, listener: listener, started: now)
             }
-            if fault == nil, writer.snapshotDue(now: now) { snapshotCompanion(writer) }
+            if fault == nil, writer.snapshotDue(now: now) {
+                snapshotCompanion(writer, whole: false)
+                // The next chunk rides on the next flush.
+                waiting.withLock { scheduleFlushLocked(&$0) }
+            }
         }
     }
 
-    /// Writes the companion's snapshot (a failure is logged; the rows stay foldable, so nothing is lost).
-    func snapshotCompanion(_ writer: Writer) {
+    /// Writes the companion's snapshot, whole or its next chunk (a failure is logged; the rows stay
+    /// foldable, so nothing is lost).
+    func snapshotCompanion(_ writer: Writer, whole: Bool = true) {
         do throws(SQLiteError) {
-            try writer.snapshotCompanion()
+            if whole { try writer.snapshotCompanion() } else { try writer.snapshotStep() }
         } catch {
             if !noteFault(error, while: "writing the call-state snapshot") {
                 logger.warning("could not write the call-state snapshot; retrying later", metadata: ["error": "\(error)"])

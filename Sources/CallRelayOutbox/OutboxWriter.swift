@@ -264,12 +264,69 @@ extension SQLiteOutbox {
         /// Rows below this may be deleted (retention, room-making): the companion's snapshot covers them.
         var companionFloor: Int64 { companion == nil ? .max : companionThrough }
 
-        /// Whether the companion's records should be written now.
+        /// A snapshot being written a chunk per commit: it covers `through` once `remaining`
+        /// records (the changes counted when it began) are written.
+        private var snapshotRound: (through: Int64, remaining: Int)?
+        /// Records one chunk writes (~5 ms): a snapshot never holds the commits up for long.
+        static let snapshotChunk = 1000
+
+        /// Whether the companion's records should be written now (a round under way, or one due).
         func snapshotDue(now: Double) -> Bool {
             guard let companion else { return false }
+            if snapshotRound != nil { return true }
             let behind = lastSeq - companionThrough
             return (companion.hasChanges || behind > 0)
                 && (behind >= Self.snapshotRows || now - lastSnapshotAt >= Self.snapshotSeconds)
+        }
+
+        /// One step of a snapshot: a chunk of changed records, and with the last chunk the seq
+        /// the records cover. A record written after the round began may be newer than `through`:
+        /// folding the rows above `through` again over it changes nothing (the join is idempotent,
+        /// and the tracker's own rows are only applied where the record is older).
+        func snapshotStep() throws(SQLiteError) {
+            guard let companion else { return }
+            let round = snapshotRound ?? (through: lastSeq, remaining: companion.planChanges())
+            snapshotRound = round
+            try begin.run()
+            companion.begin()
+            do throws(SQLiteError) {
+                let chunk = companion.changes(limit: Self.snapshotChunk)
+                try writeRecords(chunk)
+                let remaining = round.remaining - chunk.count
+                let done = chunk.count < Self.snapshotChunk
+                if done {
+                    upsertCompanionMeta.bind(1, round.through)
+                    try upsertCompanionMeta.run()
+                }
+                try commit.run()
+                companion.finish(committed: true)
+                if done {
+                    snapshotRound = nil
+                    companionThrough = round.through
+                    lastSnapshotAt = SQLiteOutbox.monotonicSeconds()
+                } else {
+                    snapshotRound = (round.through, remaining)
+                }
+            } catch {
+                try? rollback.run()
+                companion.finish(committed: false)
+                // The round is abandoned (its plan too): the next one starts over from the change sets.
+                snapshotRound = nil
+                throw error
+            }
+        }
+
+        private func writeRecords(_ records: [(slot: Int64, data: [UInt8]?)]) throws(SQLiteError) {
+            for (slot, data) in records {
+                if let data {
+                    upsertCompanion.bind(1, slot)
+                    upsertCompanion.bind(2, blob: data)
+                    try upsertCompanion.run()
+                } else {
+                    deleteCompanion.bind(1, slot)
+                    try deleteCompanion.run()
+                }
+            }
         }
 
         /// Opens the companion: its records, then the rows stored after them, folded again.
@@ -307,27 +364,20 @@ extension SQLiteOutbox {
             return replayed
         }
 
-        /// Writes the companion's changed records and the seq they now cover, in a transaction of
-        /// their own (between commits, so the companion's state is what the file holds).
+        /// Writes all the companion's changed records and the seq they now cover, in one transaction
+        /// of its own (between commits, so the companion's state is what the file holds): at open
+        /// and close, and before deleting rows the snapshot does not cover yet.
         func snapshotCompanion() throws(SQLiteError) {
             guard let companion else { return }
             try begin.run()
             companion.begin()
             do throws(SQLiteError) {
-                for (slot, data) in companion.changes() {
-                    if let data {
-                        upsertCompanion.bind(1, slot)
-                        upsertCompanion.bind(2, blob: data)
-                        try upsertCompanion.run()
-                    } else {
-                        deleteCompanion.bind(1, slot)
-                        try deleteCompanion.run()
-                    }
-                }
+                try writeRecords(companion.changes())
                 upsertCompanionMeta.bind(1, lastSeq)
                 try upsertCompanionMeta.run()
                 try commit.run()
                 companion.finish(committed: true)
+                snapshotRound = nil
                 companionThrough = lastSeq
                 lastSnapshotAt = SQLiteOutbox.monotonicSeconds()
             } catch {

@@ -159,6 +159,26 @@ struct CallStateTests {
         #expect(waitForExit(restarted.pid, seconds: 20) == 0)
     }
 
+    @Test func pastMaxCallsTheOldestCallsAreForgottenAndTheirRetainedStateCleared() async throws {
+        let broker = try MosquittoBroker()
+        var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
+        configuration.calls.enabled = true
+        configuration.calls.maxCalls = 100
+        let daemon = try await Daemon.start(configuration: configuration, logger: testLogger())
+        for n in 0...100 {
+            let body = Self.live(call: "cap-\(n)", conversation: "cap-conv-\(n)", status: "out_started", time: 1_725_942_871_000 + Int64(n))
+            #expect(try post(daemon.httpPort, body).status == 200)
+        }
+        #expect(Self.drained(daemon))
+        let calls = try Self.retained(port: broker.port, expect: 75)
+        #expect(calls.count == 75, "the 26 least recently active are cleared")
+        #expect(calls["piopiy/2222224/calls/cap-conv-0"] == nil && calls["piopiy/2222224/calls/cap-conv-25"] == nil)
+        #expect(calls["piopiy/2222224/calls/cap-conv-26"] != nil && calls["piopiy/2222224/calls/cap-conv-100"] != nil)
+        let metrics = try HTTPTestClient.request(port: daemon.httpPort, method: "GET", path: "/metrics").bodyText
+        #expect(metrics.contains("\ncallrelay_calls_evicted_total 26\n") && metrics.contains("\ncallrelay_calls_tracked 75\n"), "\(metrics)")
+        await daemon.shutdown()
+    }
+
     @Test func aSilentCallEndsStaleAndAnEndedCallIsClearedAfterItsTime() async throws {
         let broker = try MosquittoBroker()
         var configuration = testConfiguration(brokerPort: broker.port, directory: temporaryDirectory())
