@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
-"""callrelay benchmark: callrelay and the durable Python peer under the same load.
+"""callrelay benchmark: callrelay, mq-bridge and the durable Python peer under the same load.
 
 Run it through bench/run.sh (which installs what is missing and builds the shipped binary). This
-file only orchestrates processes it starts itself, on free loopback ports, and stops them by PID:
+file only orchestrates processes it starts itself, on free loopback ports, and stops them by PID.
+
+Systems (--systems, default all three, always run in this order):
+  callrelay  the binary given with --binary (durable: SQLite outbox, 2xx after the commit)
+  mqbridge   mq-bridge (PyPI mq-bridge-basic, Rust) via bench/mqbridge/run_mqbridge.py: one http ->
+             mqtt route, QoS 1, topic piopiy/2222224/live/bench; 202 after the broker's PUBACK.
+             Not durable (nothing persisted, 504 after 30 s with the broker down): no drain run,
+             "stored" = answered 2xx, lost = answered - delivered when positive.
+  peer       the durable Python peer, bench/peer/ (gunicorn + Flask + SQLite + paho-mqtt)
 
   for each repetition, for each broker config (stock mosquitto, then set_tcp_nodelay true):
-    load run (callrelay, then the peer): fresh temp dir and broker, a QoS 1 subscriber
-      (mosquitto_sub, one line per message), start the system and time it to the first 200 on
-      /readyz, idle RSS 1 s later, wrk warm-up (c16, not reported), wrk c16 then c64 (-t2), after
-      each: wait until the subscriber has every stored event -> answered vs delivered (lost);
-      peak RSS (VmHWM) at the end.
-    drain run (callrelay, then the peer): start with no broker, POST N events (wrk, fixed count),
-      freeze the system (SIGSTOP), start the broker and a subscriber, unfreeze (SIGCONT), time
-      until the subscriber has all N.
-  then: medians over the repetitions, one markdown table (printed, and written to
+    load run (each system in turn): fresh temp dir and broker, a QoS 1 subscriber (mosquitto_sub
+      on piopiy/+/live/#, one line per message), start the system and time it to ready (first 200
+      on /readyz; mq-bridge: its launcher's "ready" line), idle RSS 1 s later, wrk warm-up (c16,
+      not reported), wrk c16 then c64 (-t2), after each: wait until the subscriber has every
+      stored event -> answered vs delivered (lost); CPU per webhook = the system's process-tree
+      utime+stime during the wrk phase / answers 2xx in it (µs); peak RSS (VmHWM) at the end.
+    drain run (callrelay, then the peer; not mq-bridge): start with no broker, POST N events (wrk,
+      fixed count), freeze the system (SIGSTOP), start the broker and a subscriber, unfreeze
+      (SIGCONT), time until the subscriber has all N.
+  then: medians over the repetitions, a summary table in issue 13's shape (system | durable |
+  broker | c16 req/s | c64 req/s | c64 p99 | CPU per webhook (c64) | idle RSS, with callrelay's
+  ratios to mq-bridge and to the peer), then the detailed tables (printed, and written to
   bench/results/<date>.md with the raw runs as JSON next to it).
 
 Every number comes from a process started here; nothing is asserted (no timing test anywhere).
@@ -41,6 +52,10 @@ from dataclasses import dataclass, field
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA = os.path.join(ROOT, "bench", "live-events.lua")
 PEER_DIR = os.path.join(ROOT, "bench", "peer")
+MQBRIDGE_LAUNCHER = os.path.join(ROOT, "bench", "mqbridge", "run_mqbridge.py")
+# mq-bridge publishes every message to one fixed topic; this one matches TOPIC, so the same
+# subscriber counts its messages.
+MQBRIDGE_TOPIC = "piopiy/2222224/live/bench"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOPIC = "piopiy/+/live/#"
@@ -312,13 +327,20 @@ def run_wrk(url: str, conns: int, duration: float, fixed: int | None = None, cou
                      "" if errs == "connect 0 read 0 write 0 timeout 0" else errs, cpu)
 
 
-# --- the two systems ------------------------------------------------------------------------------
+# --- the systems ----------------------------------------------------------------------------------
 
 
 class System:
     name = ""
+    durable = True
     proc: subprocess.Popen | None = None
     http_port = 0
+
+    def ready_ms(self, t0: float) -> float:
+        return wait_ready(self.http_port, t0, self.proc)
+
+    def answered(self, n: int) -> None:
+        """Told the 2xx count after every wrk run (only a system without a stored counter uses it)."""
 
     def pids(self) -> list[int]:
         return tree(self.proc.pid) if self.proc and self.proc.poll() is None else []
@@ -402,6 +424,58 @@ class Peer(System):
         return json.loads(http_get(self.http_port, "/stats")[1])["delivered"]
 
 
+class MqBridge(System):
+    """mq-bridge through bench/mqbridge/run_mqbridge.py (see its README). The python launcher is
+    the process that runs the Rust library (its tokio threads), so its own utime+stime is all of
+    mq-bridge's CPU. No stored counter and no persistence: stored() = 2xx answers counted so far."""
+
+    name = "mq-bridge"
+    durable = False
+
+    def start(self, workdir: str, http_port: int, mqtt_port: int, drain: bool = False) -> None:
+        if drain:
+            raise RuntimeError("mq-bridge has no drain phase: it does not persist, and does not start without a broker")
+        self.http_port = http_port
+        self.total_answered = 0
+        self.out_path = os.path.join(workdir, "mqbridge.out")
+        self.out = open(self.out_path, "wb")
+        self.log = open(os.path.join(workdir, "mqbridge.log"), "wb")
+        self.proc = spawn(
+            [sys.executable, MQBRIDGE_LAUNCHER, "--http-port", str(http_port), "--broker-port", str(mqtt_port),
+             "--topic", MQBRIDGE_TOPIC, "--qos", "1"],
+            env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), stdout=self.out, stderr=self.log)
+
+    def ready_ms(self, t0: float, timeout=30.0) -> float:
+        """Milliseconds from t0 to the launcher's "ready" line (printed once Route.start() has
+        returned, i.e. the MQTT connection is up, and the HTTP port accepts). No HTTP probe: any
+        POST would be published. Polled every 0.5 ms."""
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mq-bridge exited with {self.proc.returncode} before it was ready "
+                                   f"(stderr in {self.log.name}; is mq-bridge-basic installed?)")
+            with open(self.out_path, "rb") as f:
+                if b"ready" in f.read():
+                    return (time.monotonic() - t0) * 1000
+            time.sleep(0.0005)
+        raise RuntimeError(f"mq-bridge not ready after {timeout} s")
+
+    def answered(self, n: int) -> None:
+        self.total_answered += n
+
+    def stored(self) -> int:
+        return self.total_answered
+
+    def acknowledged(self) -> int | None:
+        return None
+
+    def stop(self) -> None:
+        super().stop()
+        for f in (getattr(self, "out", None), getattr(self, "log", None)):
+            if f:
+                f.close()
+
+
 # --- runs -----------------------------------------------------------------------------------------
 
 
@@ -440,11 +514,12 @@ def load_run(system: System, nodelay: bool, opts) -> dict:
         res["foreign_before"] = round(wait_quiet(opts.quiet_wait, opts.quiet_threshold), 2)
         t0 = time.monotonic()
         system.start(wd, hport, mport)
-        res["ready_ms"] = round(wait_ready(hport, t0, system.proc), 1)
+        res["ready_ms"] = round(system.ready_ms(t0), 1)
         time.sleep(1.0)
         res["idle_rss_kb"] = system.rss_kb("VmRSS")
         url = f"http://127.0.0.1:{hport}/webhooks/piopiy/live"
-        run_wrk(url, 16, opts.warmup)
+        w = run_wrk(url, 16, opts.warmup)
+        system.answered(w.requests - w.non2xx)
         wait_delivered(system, sub, opts.stall)
         for conns in opts.connections:
             stored0, deliv0 = system.stored(), sub.count()
@@ -458,14 +533,22 @@ def load_run(system: System, nodelay: bool, opts) -> dict:
             busy1, _ = machine_ticks()
             ours1 = cpu_ticks(ours)
             cpu_sys1, cpu_broker1, cpu_sub1 = cpu_ticks(system.pids()), cpu_ticks([broker.pid]), cpu_ticks([sub.proc.pid])
+            answered = w.requests - w.non2xx
+            system.answered(answered)
             stored, delivered, catchup = wait_delivered(system, sub, opts.stall)
+            cpu_sys2 = cpu_ticks(system.pids())  # after the catch-up too (work left over from the phase)
             busy = (busy1 - busy0) / CLK_TCK / elapsed
             foreign = ((busy1 - busy0) - (ours1 - ours0) - w.cpu_s * CLK_TCK) / CLK_TCK / elapsed
             res[f"c{conns}"] = {
-                "rps": w.rps, "p50_ms": w.p50_ms, "p99_ms": w.p99_ms, "answered": w.requests - w.non2xx,
+                "rps": w.rps, "p50_ms": w.p50_ms, "p99_ms": w.p99_ms, "answered": answered,
                 "non2xx": w.non2xx, "socket_errors": w.socket_errors,
                 "stored": stored - stored0, "delivered": delivered - deliv0, "lost": max(0, stored - delivered),
                 "catchup_s": round(catchup, 2),
+                # The system's process-tree utime+stime during the wrk run / answers 2xx in it, in µs;
+                # the second figure also counts its CPU during the catch-up wait after wrk stopped.
+                "cpu_us_per_webhook": round((cpu_sys1 - cpu_sys0) / CLK_TCK / answered * 1e6, 1) if answered else None,
+                "cpu_us_per_webhook_incl_catchup":
+                    round((cpu_sys2 - cpu_sys0) / CLK_TCK / answered * 1e6, 1) if answered else None,
                 "cpu_cores": {  # average cores used during the wrk run
                     "system": round((cpu_sys1 - cpu_sys0) / CLK_TCK / elapsed, 2),
                     "broker": round((cpu_broker1 - cpu_broker0) / CLK_TCK / elapsed, 2),
@@ -476,8 +559,8 @@ def load_run(system: System, nodelay: bool, opts) -> dict:
                 },
             }
             log(f"  {system.name:11s} {res['broker']:7s} c{conns}: {w.rps:9.0f}/s p50 {w.p50_ms:.2f} p99 {w.p99_ms:.2f} ms, "
-                f"answered {w.requests - w.non2xx} delivered {delivered - deliv0} lost {max(0, stored - delivered)} "
-                f"cpu {res[f'c{conns}']['cpu_cores']}")
+                f"answered {answered} delivered {delivered - deliv0} lost {max(0, stored - delivered)} "
+                f"cpu/webhook {res[f'c{conns}']['cpu_us_per_webhook']} µs, cores {res[f'c{conns}']['cpu_cores']}")
         res["peak_rss_kb"] = sum(status_kb(p, "VmHWM") for p in system.pids())
     finally:
         system.stop()
@@ -565,92 +648,141 @@ def ratio(a, b):
     if a is None or not b:
         return ""
     r = a / b
-    return f" (×{r:.1f})" if r >= 0.95 else f" (×{r:.2f})"
+    return f"×{r:.1f}" if r >= 0.95 else f"×{r:.2f}"
+
+
+SYSTEMS = ["callrelay", "mq-bridge", "python peer"]  # report order (= run order)
+COMPARED = [("mq-bridge", "mq-bridge"), ("python peer", "peer")]  # callrelay ÷ these: (system, label)
+NOT_DURABLE = "n/a (not durable)"
 
 
 def build_report(runs: list[dict], meta: dict) -> str:
-    systems = ["callrelay", "python peer"]
+    systems = [s for s in SYSTEMS if any(r["system"] == s for r in runs)]
     brokers = [b for b in ("stock", "nodelay") if any(r["broker"] == b for r in runs)]
     loads = lambda s, b: [r for r in runs if r["kind"] == "load" and r["system"] == s and r["broker"] == b]
     drains = lambda s, b: [r for r in runs if r["kind"] == "drain" and r["system"] == s and r["broker"] == b]
     conns = meta["connections"]
+    durable = {"callrelay": True, "python peer": True, "mq-bridge": False}
+    any_drain = any(r["kind"] == "drain" for r in runs)
+    compared = [(s, label) for s, label in COMPARED if s in systems]
 
     def cell(s, b, key, c=None):
         rs = loads(s, b) if key not in ("drain_rps",) else drains(s, b)
         vals = [(r.get(f"c{c}", {}) if c else r).get(key) for r in rs]
         return med(vals)
 
+    def val(s, b, key, c=None, scale=1.0, digits=0, unit="", with_ratios=True):
+        """A median, formatted; on a callrelay row followed by its ratios to the other systems."""
+        x = cell(s, b, key, c)
+        x = None if x is None else x * scale
+        txt = fmt_num(x, digits) + (unit if x is not None else "")
+        if s == "callrelay" and with_ratios and x is not None:
+            parts = []
+            for other, label in compared:
+                y = cell(other, b, key, c)
+                r = ratio(x, None if y is None else y * scale)
+                if r:
+                    parts.append(f"{r} vs {label}")
+            if parts:
+                txt += " (" + ", ".join(parts) + ")"
+        return txt
+
     lines = []
-    lines.append(f"Medians of {meta['reps']} repetition(s); ratio in parentheses = callrelay ÷ python peer, same broker and load. "
+    # Summary, issue 13's shape.
+    lines.append(f"Summary: medians of {meta['reps']} repetition(s), wrk -t2, {meta['duration']:g} s per phase; on callrelay rows, "
+                 "in parentheses: callrelay ÷ mq-bridge and callrelay ÷ python peer, same broker and load, same run "
+                 "(req/s: higher is better; p99, CPU, RSS: lower is better).")
+    lines.append("")
+    lines.append("| system | durable | broker | c16 req/s | c64 req/s | c64 p99 | CPU per webhook (c64) | idle RSS |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for b in brokers:
+        for s in systems:
+            if not loads(s, b):
+                continue
+            d = "yes" if durable.get(s) else "no"
+            c16 = val(s, b, "rps", 16) if 16 in conns else "–"
+            c64 = val(s, b, "rps", 64) if 64 in conns else "–"
+            p99 = val(s, b, "p99_ms", 64, digits=1, unit=" ms") if 64 in conns else "–"
+            cpu = val(s, b, "cpu_us_per_webhook", 64, unit=" µs") if 64 in conns else "–"
+            rss = val(s, b, "idle_rss_kb", None, 1 / 1024, 1, " MB")
+            lines.append(f"| {s} | {d} | {b} | {c16} | {c64} | {p99} | {cpu} | {rss} |")
+    lines.append("")
+    lines.append("CPU per webhook = the system's own processes' utime+stime (/proc/PID/stat, summed over its process tree: "
+                 "callrelay's one process, mq-bridge's python launcher that runs the Rust library, the peer's gunicorn master "
+                 "and worker) during the wrk phase ÷ answers 2xx in that phase. The broker, subscriber and wrk are not included. "
+                 "Durable: callrelay and the peer answer 2xx after the webhook is committed to SQLite; mq-bridge answers 202 after "
+                 "the broker's PUBACK and keeps nothing (broker down: 504 after 30 s, no drain). A system that still delivers after "
+                 "wrk stops (the catch-up column below) does part of a phase's work outside it: the CPU figure that includes "
+                 "the catch-up is in the ranges table.")
+    lines.append("")
+
+    lines.append(f"Medians of {meta['reps']} repetition(s); ratios in parentheses = callrelay ÷ the other system, same broker and load. "
                  f"Stripped callrelay binary: **{meta['binary_stripped_bytes'] / 1e6:.1f} MB** "
                  f"({meta['binary_stripped_bytes'] / 2**20:.1f} MiB; unstripped {meta['binary_bytes'] / 1e6:.1f} MB).")
     lines.append("")
-    lines.append("| system | broker | conns | req/s | p50 ms | p99 ms | answered / delivered (lost) | idle RSS MB | peak RSS MB | ready ms | drain events/s |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| system | broker | conns | req/s | p50 ms | p99 ms | CPU µs per webhook | answered / delivered (lost) | idle RSS MB | peak RSS MB | ready ms | drain events/s |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for b in brokers:
         for c in conns:
             for s in systems:
                 if not loads(s, b):
                     continue
-                other = "python peer" if s == "callrelay" else None
-                def v(key, cc=c, scale=1.0, digits=0, sys_=s):
-                    x = cell(sys_, b, key, cc)
-                    x = None if x is None else x * scale
-                    txt = fmt_num(x, digits)
-                    if other:
-                        y = cell(other, b, key, cc)
-                        txt += ratio(x, None if y is None else y * scale)
-                    return txt
                 rs = loads(s, b)
                 answered = sum(r.get(f"c{c}", {}).get("answered", 0) for r in rs)
                 delivered = sum(r.get(f"c{c}", {}).get("delivered", 0) for r in rs)
                 lost = sum(r.get(f"c{c}", {}).get("lost", 0) for r in rs)
+                drain = NOT_DURABLE if not durable.get(s) else val(s, b, "drain_rps", None)
                 lines.append(
-                    f"| {s} | {b} | {c} | {v('rps')} | {v('p50_ms', digits=2)} | {v('p99_ms', digits=2)} | "
-                    f"{answered:,} / {delivered:,} ({lost}) | {v('idle_rss_kb', None, 1 / 1024, 1)} | {v('peak_rss_kb', None, 1 / 1024, 1)} | "
-                    f"{v('ready_ms', None, 1, 0)} | {v('drain_rps', None)} |")
+                    f"| {s} | {b} | {c} | {val(s, b, 'rps', c)} | {val(s, b, 'p50_ms', c, digits=2)} | {val(s, b, 'p99_ms', c, digits=2)} | "
+                    f"{val(s, b, 'cpu_us_per_webhook', c)} | "
+                    f"{answered:,} / {delivered:,} ({lost}) | {val(s, b, 'idle_rss_kb', None, 1 / 1024, 1)} | "
+                    f"{val(s, b, 'peak_rss_kb', None, 1 / 1024, 1)} | {val(s, b, 'ready_ms', None, 1, 0)} | {drain} |")
     lines.append("")
-    lines.append("answered / delivered (lost): sums over the repetitions; answered = 2xx seen by wrk, delivered = messages the QoS 1 "
-                 "subscriber received for that phase (it includes requests still in flight when wrk stopped, so it can exceed answered), "
-                 "lost = stored by the system but never received. RSS, ready and drain do not depend on the load phase and are repeated "
-                 "on each row of a system/broker pair; peak RSS is VmHWM after the c16 and c64 phases (peer: summed over its processes).")
+    lines.append("answered / delivered (lost): sums over the repetitions; answered = 2xx seen by wrk (mq-bridge answers 202), delivered = "
+                 "messages the QoS 1 subscriber received for that phase (it includes requests still in flight when wrk stopped, so it can "
+                 "exceed answered), lost = stored by the system but never received (mq-bridge stores nothing: lost = answered − delivered, "
+                 "when positive). RSS, ready and drain do not depend on the load phase and are repeated on each row of a system/broker "
+                 "pair; peak RSS is VmHWM after the c16 and c64 phases (peer: summed over its processes). Ready: first 200 on /readyz "
+                 "(mq-bridge has none: its launcher's `ready` line, printed once the route is connected to the broker and the HTTP port "
+                 "accepts). mq-bridge has no drain phase: it does not persist, and with the broker down it answers 504 after 30 s.")
     lines.append("")
     # Targets (issue 5), from the nodelay broker when present (the stock one is shown above).
-    lines.append("Targets (issue 5), callrelay medians per broker config:")
-    lines.append("")
-    lines.append("| target | " + " | ".join(brokers) + " |")
-    lines.append("|---|" + "---|" * len(brokers) + "")
-    def tgt(label, key, c, goal, better, scale=1.0):
-        row = f"| {label} |"
-        for b in brokers:
-            x = cell("callrelay", b, key, c)
-            if x is None:
-                row += " – |"
-                continue
-            x *= scale
-            ok = x >= goal if better == "high" else x <= goal
-            row += f" {x:,.1f} {'✅' if ok else '❌'} |"
-        return row
-    if 64 in conns:
-        lines.append(tgt("c64 ≥ 20,000 webhooks/s", "rps", 64, 20000, "high"))
-        lines.append(tgt("c64 p99 ≤ 10 ms", "p99_ms", 64, 10, "low"))
-        row = "| c64 0 lost |"
-        for b in brokers:
-            lost = sum(r.get("c64", {}).get("lost", 0) for r in loads("callrelay", b))
-            row += f" {lost} {'✅' if lost == 0 else '❌'} |"
-        lines.append(row)
-    lines.append(tgt("drain ≥ 30,000 events/s", "drain_rps", None, 30000, "high"))
-    lines.append(tgt("idle RSS ≤ 15 MB", "idle_rss_kb", None, 15, "low", 1 / 1024))
-    lines.append(tgt("RSS under load ≤ 40 MB", "peak_rss_kb", None, 40, "low", 1 / 1024))
-    lines.append(tgt("ready ≤ 50 ms", "ready_ms", None, 50, "low"))
-    size_mb = meta["binary_stripped_bytes"] / 1e6
-    lines.append(f"| stripped binary ≤ 20 MB |" + f" {size_mb:.2f} MB ({meta['binary_stripped_bytes'] / 2**20:.2f} MiB) {'✅' if size_mb <= 20 else '❌'} |" * len(brokers))
-    lines.append("")
+    if "callrelay" in systems:
+        lines.append("Targets (issue 5), callrelay medians per broker config:")
+        lines.append("")
+        lines.append("| target | " + " | ".join(brokers) + " |")
+        lines.append("|---|" + "---|" * len(brokers) + "")
+        def tgt(label, key, c, goal, better, scale=1.0):
+            row = f"| {label} |"
+            for b in brokers:
+                x = cell("callrelay", b, key, c)
+                if x is None:
+                    row += " – |"
+                    continue
+                x *= scale
+                ok = x >= goal if better == "high" else x <= goal
+                row += f" {x:,.1f} {'✅' if ok else '❌'} |"
+            return row
+        if 64 in conns:
+            lines.append(tgt("c64 ≥ 20,000 webhooks/s", "rps", 64, 20000, "high"))
+            lines.append(tgt("c64 p99 ≤ 10 ms", "p99_ms", 64, 10, "low"))
+            row = "| c64 0 lost |"
+            for b in brokers:
+                lost = sum(r.get("c64", {}).get("lost", 0) for r in loads("callrelay", b))
+                row += f" {lost} {'✅' if lost == 0 else '❌'} |"
+            lines.append(row)
+        lines.append(tgt("drain ≥ 30,000 events/s", "drain_rps", None, 30000, "high"))
+        lines.append(tgt("idle RSS ≤ 15 MB", "idle_rss_kb", None, 15, "low", 1 / 1024))
+        lines.append(tgt("RSS under load ≤ 40 MB", "peak_rss_kb", None, 40, "low", 1 / 1024))
+        lines.append(tgt("ready ≤ 50 ms", "ready_ms", None, 50, "low"))
+        size_mb = meta["binary_stripped_bytes"] / 1e6
+        lines.append(f"| stripped binary ≤ 20 MB |" + f" {size_mb:.2f} MB ({meta['binary_stripped_bytes'] / 2**20:.2f} MiB) {'✅' if size_mb <= 20 else '❌'} |" * len(brokers))
+        lines.append("")
     lines.append("RSS in MiB (kB from /proc ÷ 1024). Ranges (min–max over repetitions), CPU split and foreign load: see the raw runs below.")
     lines.append("")
     # Ranges and CPU split
-    lines.append("| system | broker | conns | req/s min–max | p99 min–max | delivery catch-up after the phase, s (median) | cores used (median): system / broker / subscriber / wrk / foreign / whole machine busy |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("| system | broker | conns | req/s min–max | p99 min–max | CPU µs per webhook min–max | CPU µs per webhook incl. catch-up (median) | delivery catch-up after the phase, s (median) | cores used (median): system / broker / subscriber / wrk / foreign / whole machine busy |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for b in brokers:
         for c in conns:
             for s in systems:
@@ -659,22 +791,30 @@ def build_report(runs: list[dict], meta: dict) -> str:
                     continue
                 lo, hi = rng([r["rps"] for r in rs])
                 plo, phi = rng([r["p99_ms"] for r in rs])
+                clo, chi = rng([r.get("cpu_us_per_webhook") for r in rs])
+                cinc = med([r.get("cpu_us_per_webhook_incl_catchup") for r in rs])
                 cores = " / ".join(f"{med([r['cpu_cores'].get(k) for r in rs]) or 0:.2f}"
                                    for k in ("system", "broker", "subscriber", "wrk", "foreign", "machine_busy"))
                 catch = med([r["catchup_s"] for r in rs])
-                lines.append(f"| {s} | {b} | {c} | {lo:,.0f}–{hi:,.0f} | {plo:.2f}–{phi:.2f} | {catch:.2f} | {cores} |")
+                lines.append(f"| {s} | {b} | {c} | {lo:,.0f}–{hi:,.0f} | {plo:.2f}–{phi:.2f} | {fmt_num(clo)}–{fmt_num(chi)} | "
+                             f"{fmt_num(cinc)} | {catch:.2f} | {cores} |")
     lines.append("")
-    lines.append("| system | broker | drain N | accepted while broker down, req/s | reconnect s | drain s | drain events/s min–max | lost |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for b in brokers:
-        for s in systems:
-            rs = drains(s, b)
-            if not rs:
-                continue
-            lo, hi = rng([r["drain_rps"] for r in rs])
-            lines.append(f"| {s} | {b} | {med([r['stored'] for r in rs]):,.0f} | {med([r['accepted_rps'] for r in rs]):,.0f} | "
-                         f"{med([r['reconnect_s'] for r in rs]):.2f} | {med([r['drain_s'] for r in rs]):.2f} | {lo:,}–{hi:,} | "
-                         f"{sum(r['lost'] for r in rs)} |")
+    if any_drain:
+        lines.append("| system | broker | drain N | accepted while broker down, req/s | reconnect s | drain s | drain events/s min–max | lost |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for b in brokers:
+            for s in systems:
+                if not durable.get(s):
+                    if loads(s, b):
+                        lines.append(f"| {s} | {b} | {NOT_DURABLE} | – | – | – | – | – |")
+                    continue
+                rs = drains(s, b)
+                if not rs:
+                    continue
+                lo, hi = rng([r["drain_rps"] for r in rs])
+                lines.append(f"| {s} | {b} | {med([r['stored'] for r in rs]):,.0f} | {med([r['accepted_rps'] for r in rs]):,.0f} | "
+                             f"{med([r['reconnect_s'] for r in rs]):.2f} | {med([r['drain_s'] for r in rs]):.2f} | {lo:,}–{hi:,} | "
+                             f"{sum(r['lost'] for r in rs)} |")
     return "\n".join(lines)
 
 
@@ -701,25 +841,28 @@ def machine_info(opts) -> dict:
         "python": platform.python_version(),
         "peer_packages": sh(f"{sys.executable} -c 'import flask, gunicorn, importlib.metadata as m; "
                             "print(\"flask\", m.version(\"flask\"), \"gunicorn\", gunicorn.__version__, \"paho-mqtt\", m.version(\"paho-mqtt\"))'"),
+        "mqbridge_package": sh(f"{sys.executable} -c 'import importlib.metadata as m; print(\"mq-bridge-basic\", m.version(\"mq-bridge-basic\"))'"),
         "load_before": sh("cat /proc/loadavg"),
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", required=True, help="the callrelay binary to run (the stripped release build, as shipped)")
+    ap.add_argument("--binary", required=True, help="the callrelay binary to run (the stripped release build, as shipped); "
+                    "its size is reported even when callrelay is not in --systems")
     ap.add_argument("--unstripped-bytes", type=int, default=0, help="size of the binary before strip, for the report")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=12, help="seconds per wrk phase")
-    ap.add_argument("--warmup", type=float, default=3)
-    ap.add_argument("--connections", default="16,64")
-    ap.add_argument("--brokers", default="stock,nodelay")
-    ap.add_argument("--drain-n", type=int, default=50000)
-    ap.add_argument("--peer-drain-n", type=int, default=10000)
-    ap.add_argument("--systems", default="callrelay,peer")
+    ap.add_argument("--warmup", type=float, default=3, help="seconds of the c16 warm-up before the phases (not reported)")
+    ap.add_argument("--connections", default="16,64", help="wrk -c per phase, comma-separated (the summary reads c16 and c64)")
+    ap.add_argument("--brokers", default="stock,nodelay", help="mosquitto configs: stock, nodelay (set_tcp_nodelay true)")
+    ap.add_argument("--drain-n", type=int, default=50000, help="events in callrelay's drain run")
+    ap.add_argument("--peer-drain-n", type=int, default=10000, help="events in the peer's drain run (mq-bridge has none)")
+    ap.add_argument("--systems", default="callrelay,mqbridge,peer",
+                    help="comma-separated, any of callrelay, mqbridge, peer (default all three; run in that order)")
     ap.add_argument("--peer-workers", type=int, default=1)
     ap.add_argument("--peer-threads", type=int, default=64)
-    ap.add_argument("--no-drain", action="store_true")
+    ap.add_argument("--no-drain", action="store_true", help="skip the drain runs")
     ap.add_argument("--stall", type=float, default=15, help="give up waiting for the subscriber after this many seconds without progress")
     ap.add_argument("--quiet-wait", type=float, default=20, help="wait up to this long for foreign load to drop before each run")
     ap.add_argument("--quiet-threshold", type=float, default=0.3, help="cores of foreign load tolerated before a run")
@@ -730,9 +873,14 @@ def main() -> int:
     opts.connections = [int(c) for c in opts.connections.split(",")]
     brokers = [b == "nodelay" for b in opts.brokers.split(",")]
     systems: list[System] = []
-    names = opts.systems.split(",")
+    names = [n.strip() for n in opts.systems.split(",") if n.strip()]
+    unknown = set(names) - {"callrelay", "mqbridge", "mq-bridge", "peer"}
+    if unknown or not names:
+        ap.error(f"--systems: unknown {', '.join(sorted(unknown)) or '(empty)'}; use callrelay, mqbridge, peer")
     if "callrelay" in names:
         systems.append(CallRelay(opts.binary))
+    if "mqbridge" in names or "mq-bridge" in names:
+        systems.append(MqBridge())
     if "peer" in names:
         systems.append(Peer(opts.peer_workers, opts.peer_threads))
 
@@ -743,7 +891,10 @@ def main() -> int:
     meta = machine_info(opts)
     meta.update(reps=opts.reps, duration=opts.duration, warmup=opts.warmup, connections=opts.connections,
                 binary_bytes=opts.unstripped_bytes, binary_stripped_bytes=os.path.getsize(opts.binary),
-                peer=f"gunicorn -k gthread -w {opts.peer_workers} --threads {opts.peer_threads}", tmp=f"{opts.tmp} ({fstype})")
+                systems=[s.name for s in systems],
+                peer=f"gunicorn -k gthread -w {opts.peer_workers} --threads {opts.peer_threads}",
+                mqbridge=f"bench/mqbridge/run_mqbridge.py --qos 1 --topic {MQBRIDGE_TOPIC} (http -> mqtt route, v5)",
+                tmp=f"{opts.tmp} ({fstype})")
     runs: list[dict] = []
     started = time.monotonic()
     try:
@@ -756,6 +907,8 @@ def main() -> int:
                     runs.append(r)
                 if not opts.no_drain:
                     for s in systems:
+                        if not s.durable:
+                            continue  # mq-bridge: nothing persisted, nothing to drain
                         n = opts.drain_n if isinstance(s, CallRelay) else opts.peer_drain_n
                         r = drain_run(s, nodelay, n, opts)
                         r["rep"] = rep
