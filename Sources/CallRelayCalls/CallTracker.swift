@@ -59,7 +59,7 @@ package struct CallTracker: Sendable, Equatable {
         package var key: String
         /// The call as this message shows it; nil: the call's retained message is cleared.
         package var call: Call?
-        /// The outbox row's id: `<key>#<seq>` for a state, `<key>#clear` for a clearing.
+        /// A name for the message: `<key>#<seq>` for a state, `<key>#clear` or `<key>#evict` for a clearing.
         package var rowID: String
         /// A clearing because the call was forgotten to stay within `maxCalls` (not because it ended).
         package var evicted = false
@@ -243,12 +243,22 @@ package struct CallTracker: Sendable, Equatable {
         let target = settings.maxCalls - settings.maxCalls / 4
         let excess = calls.count - max(target, 1)
         guard excess > 0 else { return [] }
-        let order = calls.values.lazy.filter { $0.key != current }.map { c in
-            (tombstone: c.clearedAt == nil ? 1 : 0, at: c.clearedAt ?? c.lastActivityAt, key: c.key)
-        }.sorted { ($0.tombstone, $0.at, $0.key) < ($1.tombstone, $1.at, $1.key) }
+        // Small keys by dictionary position (no copy of a call, no string, until a tie).
+        var order: [(tombstone: Int, at: Int64, index: Dictionary<String, Call>.Index)] = []
+        order.reserveCapacity(calls.count)
+        let values = calls.values
+        var i = values.startIndex
+        while i != values.endIndex {
+            let cleared = values[i].clearedAt
+            order.append((cleared == nil ? 1 : 0, cleared ?? values[i].lastActivityAt, i))
+            values.formIndex(after: &i)
+        }
+        let keys = calls.keys
+        order.sort { a, b in (a.tombstone, a.at) != (b.tombstone, b.at) ? (a.tombstone, a.at) < (b.tombstone, b.at) : keys[a.index] < keys[b.index] }
+        let victims = order.lazy.map { keys[$0.index] }.filter { $0 != current }.prefix(excess).map { $0 }
         var out: [Message] = []
-        for victim in order.prefix(excess) {
-            guard let call = calls[victim.key] else { continue }
+        for key in victims {
+            guard let call = calls[key] else { continue }
             forget(call)
             evictedCount += 1
             // A state still waiting in the outbox is published as a clearing (its call is gone).

@@ -61,17 +61,20 @@ struct OutboxDeliveryStore: DeliveryStore {
                 var items = items
                 for r in rows {
                     let payload: [UInt8]
+                    var topic = r.topic
                     if r.kind == CallStateCompanion.rowKind {
-                        guard let calls, case .publish(let p) = calls.deliveryPayload(Self.data(r.content)) else {
+                        let data = Self.data(r.content)
+                        guard let calls, case .publish(let p) = calls.deliveryPayload(data) else {
                             calls?.skipped.add(1, ordering: .relaxed)
                             outbox.markDelivered(r.seq)
                             continue
                         }
                         payload = p
+                        topic = calls.topic(of: data, stored: r.topic)
                     } else {
                         payload = Self.payload(r.content)
                     }
-                    items.append(DeliveryItem(seq: r.seq, topic: r.topic, payload: payload, eventID: r.eventID, callID: r.callID, kind: r.kind))
+                    items.append(DeliveryItem(seq: r.seq, topic: topic, payload: payload, eventID: r.eventID, callID: r.callID, kind: r.kind))
                 }
                 if rows.count == want, items.count < limit, let last = rows.last {
                     fetch(after: last.seq, limit: limit, into: items, completion: completion)

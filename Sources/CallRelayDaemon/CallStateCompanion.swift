@@ -55,10 +55,8 @@ final class CallStateCompanion: OutboxCompanion {
             defer { s.tracker.replaying = false }
             for row in rows {
                 if row.kind == Self.rowKind {
-                    guard let space = row.data.firstIndex(of: UInt8(ascii: " ")) else { continue }
-                    s.tracker.replayStored(
-                        head: String(decoding: row.data[..<space], as: UTF8.self), key: String(decoding: row.data[(space + 1)...], as: UTF8.self),
-                        at: row.receivedAtMilliseconds)
+                    guard let (_, head, key) = Self.parse(row.data) else { continue }
+                    s.tracker.replayStored(head: head, key: key, at: row.receivedAtMilliseconds)
                 } else if let kind = row.kind, kind == "cdr" || kind == "live", !row.eventID.contains("#replay-"),
                     let parsed = try? JSONValue.parse(row.data),
                     let facts = PiopiyNormalizer.normalize(parsed, endpoint: kind == "cdr" ? .cdr : .live, receivedAtMilliseconds: row.receivedAtMilliseconds).call
@@ -119,17 +117,36 @@ final class CallStateCompanion: OutboxCompanion {
         evictedCalls.store(t.evictedCount, ordering: .relaxed)
     }
 
-    /// A state row stores only which message it is (`<seq> <key>`, `clear <key>`, or `evict <key>`
-    /// for a call forgotten past `calls.max_calls`): the payload
-    /// is built when it is delivered, from the call's record (`deliveryPayload`). So a row costs a
-    /// few bytes instead of the payload, and a row a newer state of its call has replaced is
-    /// skipped: subscribers of a retained topic want the current state, not the stale ones.
+    /// A state row stores only which message it is, `=<app level> <head> <key>` with `<head>` the
+    /// state's `seq`, `clear`, or `evict` (a call forgotten past `calls.max_calls`), and no topic
+    /// or event id (both follow from it): the payload is built when it is delivered, from the
+    /// call's record (`deliveryPayload`). So a row costs ~50 bytes instead of the payload, and a
+    /// row a newer state of its call has replaced is skipped: subscribers of a retained topic want
+    /// the current state, not the stale ones. (Rows of the first build with call state read
+    /// `<head> <key>` and carry their topic.)
     private func row(_ m: CallTracker.Message, now: Int64) -> OutboxEvent {
         messages.add(1, ordering: .relaxed)
-        let data = Array("\(m.seq.map(String.init) ?? (m.evicted ? "evict" : "clear")) \(m.key)".utf8)
-        return OutboxEvent(
-            id: m.rowID, callID: nil, topic: "\(topicPrefix)/\(m.appLevel)/calls/\(Self.topicLevel(m.key))", kind: Self.rowKind,
-            body: data, payload: data, receivedAtMilliseconds: now)
+        let data = Array("=\(m.appLevel) \(m.seq.map(String.init) ?? (m.evicted ? "evict" : "clear")) \(m.key)".utf8)
+        return OutboxEvent(id: "", callID: nil, topic: "", kind: Self.rowKind, body: data, payload: data, receivedAtMilliseconds: now)
+    }
+
+    /// A state row's parts (nil app level: a row of the first format).
+    static func parse(_ data: [UInt8]) -> (appLevel: String?, head: String, key: String)? {
+        var rest = data[...]
+        var appLevel: String?
+        if rest.first == UInt8(ascii: "=") {
+            guard let space = rest.firstIndex(of: UInt8(ascii: " ")) else { return nil }
+            appLevel = String(decoding: rest[rest.index(after: rest.startIndex)..<space], as: UTF8.self)
+            rest = rest[(space + 1)...]
+        }
+        guard let space = rest.firstIndex(of: UInt8(ascii: " ")) else { return nil }
+        return (appLevel, String(decoding: rest[..<space], as: UTF8.self), String(decoding: rest[(space + 1)...], as: UTF8.self))
+    }
+
+    /// The retained topic of a state row (`stored`: what the row's topic column says).
+    func topic(of data: [UInt8], stored: String) -> String {
+        guard stored.isEmpty, let row = Self.parse(data), let app = row.appLevel else { return stored }
+        return "\(topicPrefix)/\(app)/calls/\(Self.topicLevel(row.key))"
     }
 
     enum Delivery: Equatable {
@@ -142,9 +159,7 @@ final class CallStateCompanion: OutboxCompanion {
     /// What to publish for a stored state row (its data as `row` wrote it). Runs on the outbox
     /// queue, between commits: the tracker is what the file holds.
     func deliveryPayload(_ data: [UInt8]) -> Delivery {
-        guard let space = data.firstIndex(of: UInt8(ascii: " ")) else { return .skip }
-        let head = String(decoding: data[..<space], as: UTF8.self)
-        let key = String(decoding: data[(space + 1)...], as: UTF8.self)
+        guard let (_, head, key) = Self.parse(data) else { return .skip }
         if head == "clear" || head == "evict" { return .publish([]) }
         guard let seq = Int64(head) else { return .skip }
         return state.withLock { s in
