@@ -15,7 +15,7 @@ package struct CallTracker: Sendable, Equatable {
         /// least recently active, whose retained messages are cleared.
         package var maxCalls: Int
 
-        package init(clearAfterSeconds: Int, staleAfterSeconds: Int, tombstoneSeconds: Int = 3600, maxCalls: Int = 10_000) {
+        package init(clearAfterSeconds: Int, staleAfterSeconds: Int, tombstoneSeconds: Int = 3600, maxCalls: Int = 5_000) {
             clearAfterMilliseconds = Int64(clearAfterSeconds) * 1000
             staleAfterMilliseconds = Int64(staleAfterSeconds) * 1000
             tombstoneMilliseconds = Int64(max(tombstoneSeconds, 1)) * 1000
@@ -243,19 +243,7 @@ package struct CallTracker: Sendable, Equatable {
         let target = settings.maxCalls - settings.maxCalls / 4
         let excess = calls.count - max(target, 1)
         guard excess > 0 else { return [] }
-        // Small keys by dictionary position (no copy of a call, no string, until a tie).
-        var order: [(tombstone: Int, at: Int64, index: Dictionary<String, Call>.Index)] = []
-        order.reserveCapacity(calls.count)
-        let values = calls.values
-        var i = values.startIndex
-        while i != values.endIndex {
-            let cleared = values[i].clearedAt
-            order.append((cleared == nil ? 1 : 0, cleared ?? values[i].lastActivityAt, i))
-            values.formIndex(after: &i)
-        }
-        let keys = calls.keys
-        order.sort { a, b in (a.tombstone, a.at) != (b.tombstone, b.at) ? (a.tombstone, a.at) < (b.tombstone, b.at) : keys[a.index] < keys[b.index] }
-        let victims = order.lazy.map { keys[$0.index] }.filter { $0 != current }.prefix(excess).map { $0 }
+        let victims = oldest(excess, except: current)
         var out: [Message] = []
         for key in victims {
             guard let call = calls[key] else { continue }
@@ -267,6 +255,25 @@ package struct CallTracker: Sendable, Equatable {
             }
         }
         return out
+    }
+
+    /// The keys of the `count` oldest calls, tombstones first: small sort keys by dictionary
+    /// position (no copy of a call, no string compared until a tie). In a function of its own so
+    /// that no view of the dictionary outlives it: one alive while calls are forgotten would make
+    /// the dictionary copy itself whole.
+    private func oldest(_ count: Int, except current: String) -> [String] {
+        var order: [(tombstone: Int, at: Int64, index: Dictionary<String, Call>.Index)] = []
+        order.reserveCapacity(calls.count)
+        var i = calls.startIndex
+        while i != calls.endIndex {
+            let cleared = calls.values[i].clearedAt
+            order.append((cleared == nil ? 1 : 0, cleared ?? calls.values[i].lastActivityAt, i))
+            calls.formIndex(after: &i)
+        }
+        order.sort { a, b in
+            (a.tombstone, a.at) != (b.tombstone, b.at) ? (a.tombstone, a.at) < (b.tombstone, b.at) : calls.keys[a.index] < calls.keys[b.index]
+        }
+        return Array(order.lazy.map { calls.keys[$0.index] }.filter { $0 != current }.prefix(count))
     }
 
     /// Removes a call and its leg ids; its record goes at the next `takeChanges`.

@@ -134,7 +134,7 @@ package struct RelayConfiguration: Sendable, Equatable {
         package var staleAfterSeconds: Int
         package var maxCalls: Int
 
-        package init(enabled: Bool = true, clearAfterSeconds: Int = 600, staleAfterSeconds: Int = 14_400, maxCalls: Int = 10_000) {
+        package init(enabled: Bool = true, clearAfterSeconds: Int = 600, staleAfterSeconds: Int = 14_400, maxCalls: Int = 5_000) {
             self.enabled = enabled
             self.clearAfterSeconds = clearAfterSeconds
             self.staleAfterSeconds = staleAfterSeconds
