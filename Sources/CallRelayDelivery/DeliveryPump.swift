@@ -81,7 +81,13 @@ package final class DeliveryPump: Sendable {
     private struct State {
         var connected = false
         var stopping = false
+        /// A fetch is outstanding (only one at a time).
         var fetching = false
+        /// Items are being handed to the transport (only one hand-over at a time, so they go in order).
+        var handing = false
+        /// Fetched, not yet handed over, in seq order after `cursor`: an acknowledgement publishes
+        /// the next ones at once, on the thread that got it, instead of waiting for a fetch.
+        var ahead: [DeliveryItem] = []
         var moreMaybe = true
         var epoch = 0
         var cursor: Int64 = 0
@@ -107,7 +113,7 @@ package final class DeliveryPump: Sendable {
         mutating func endBatch() {
             unmatchedAcks.removeAll()
             unmatchedRefusals.removeAll()
-            fetching = false
+            handing = false
         }
     }
 
@@ -169,6 +175,7 @@ package final class DeliveryPump: Sendable {
         let verdict: (seq: Int64, charges: Int)? = state.withLock { s in
             s.connected = false
             s.epoch += 1
+            s.ahead.removeAll()
             s.unmatchedAcks.removeAll()
             s.unmatchedRefusals.removeAll()
             // Refused items waiting for a retry are fetched again with the rest (their refusals
@@ -293,28 +300,66 @@ package final class DeliveryPump: Sendable {
 
     private func pump() {
         publishDueRetries()
+        publishAhead()
         let request: (after: Int64, limit: Int, epoch: Int)? = state.withLock { s in
             guard s.connected, !s.stopping, !s.fetching, s.moreMaybe else { return nil }
             let effectiveWindow = s.probing ? 1 : s.sessionWindow
-            let room = effectiveWindow - s.inflight.count
-            // Refill when at least a quarter of the window is free (or the window is empty), so a
-            // fetch carries several rows instead of one per ack.
-            guard room > 0, room >= max(1, effectiveWindow / 4) || s.inflight.isEmpty else { return nil }
+            // Two windows are kept fetched (in flight + ahead). Refill when at least a quarter of
+            // a window is missing (or nothing is left), so a fetch carries several rows.
+            let room = 2 * effectiveWindow - s.inflight.count - s.ahead.count
+            guard room > 0, room >= max(1, effectiveWindow / 4) || (s.inflight.isEmpty && s.ahead.isEmpty) else { return nil }
             s.fetching = true
             s.moreMaybe = false
-            return (s.cursor, room, s.epoch)
+            return (s.ahead.last?.seq ?? s.cursor, room, s.epoch)
         }
         guard let request else { return }
         store.fetchPending(after: request.after, limit: request.limit) { result in
-            self.publishFetched(result, limit: request.limit, epoch: request.epoch)
+            self.fetched(result, limit: request.limit, epoch: request.epoch)
         }
     }
 
-    /// Publishes the refused items whose wait is over, within the window. Uses the `fetching`
+    /// Hands what was fetched ahead to the transport, as far as the window has room.
+    private func publishAhead() {
+        while true {
+            let batch: (items: [DeliveryItem], epoch: Int)? = state.withLock { s in
+                guard s.connected, !s.stopping, !s.handing, !s.ahead.isEmpty else { return nil }
+                let room = (s.probing ? 1 : s.sessionWindow) - s.inflight.count
+                guard room > 0 else { return nil }
+                let n = min(room, s.ahead.count)
+                let items = Array(s.ahead.prefix(n))
+                s.ahead.removeFirst(n)
+                s.handing = true
+                return (items, s.epoch)
+            }
+            guard let batch else { return }
+            let handed = handOver(batch.items)
+            let answered: Answered = state.withLock { s in
+                defer { s.endBatch() }
+                guard s.epoch == batch.epoch else {
+                    // A disconnect raced this batch: whatever was handed over died with the session.
+                    s.moreMaybe = true
+                    return Answered()
+                }
+                let answered = Self.register(handed.registered, in: &s)
+                let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
+                if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
+                if handed.stoppedEarly {
+                    // What could not go now is fetched again from the cursor, in order.
+                    s.ahead.removeAll()
+                    s.moreMaybe = true
+                }
+                return answered
+            }
+            finish(handed, answered)
+            if handed.stoppedEarly { return }
+        }
+    }
+
+    /// Publishes the refused items whose wait is over, within the window. Uses the `handing`
     /// flag so it never publishes alongside a batch.
     private func publishDueRetries() {
         let due: (items: [DeliveryItem], epoch: Int)? = state.withLock { s in
-            guard s.connected, !s.stopping, !s.fetching, !s.retries.isEmpty else { return nil }
+            guard s.connected, !s.stopping, !s.handing, !s.retries.isEmpty else { return nil }
             let now = DispatchTime.now()
             var room = (s.probing ? 1 : s.sessionWindow) - s.inflight.count
             var items: [DeliveryItem] = []
@@ -325,7 +370,7 @@ package final class DeliveryPump: Sendable {
                 return true
             }
             guard !items.isEmpty else { return nil }
-            s.fetching = true
+            s.handing = true
             return (items, s.epoch)
         }
         guard let due else { return }
@@ -411,10 +456,19 @@ package final class DeliveryPump: Sendable {
         return answered
     }
 
-    private func publishFetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
-        let items: [DeliveryItem]
+    private func fetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
         switch result {
-        case .success(let fetched): items = fetched
+        case .success(let items):
+            state.withLock { s in
+                s.fetching = false
+                // After a disconnect the rows are fetched again from the rewound cursor.
+                guard s.epoch == epoch else {
+                    s.moreMaybe = true
+                    return
+                }
+                s.ahead.append(contentsOf: items)
+                if items.count == limit { s.moreMaybe = true }
+            }
         case .failure(let error):
             logger.error("reading the outbox failed; retrying in 1 s", metadata: ["error": "\(error)"])
             state.withLock { s in
@@ -424,21 +478,6 @@ package final class DeliveryPump: Sendable {
             DispatchQueue.global().asyncAfter(deadline: .now() + 1) { self.pump() }
             return
         }
-        let handed = handOver(items)
-        let answered: Answered = state.withLock { s in
-            defer { s.endBatch() }
-            guard s.epoch == epoch else {
-                // A disconnect raced this batch: whatever was handed over died with the session.
-                s.moreMaybe = true
-                return Answered()
-            }
-            let answered = Self.register(handed.registered, in: &s)
-            let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
-            if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
-            if handed.stoppedEarly || items.count == limit { s.moreMaybe = true }
-            return answered
-        }
-        finish(handed, answered)
         pump()
     }
 
