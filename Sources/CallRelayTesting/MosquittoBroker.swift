@@ -34,9 +34,9 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
-    public let port: Int
+    public private(set) var port: Int
     /// The TLS listener's port, when started with `tls:`.
-    public let tlsPort: Int?
+    public private(set) var tlsPort: Int?
     public let directory: URL
     private let extraConfig: String
     private let tls: TLSListener?
@@ -44,7 +44,9 @@ public final class MosquittoBroker: @unchecked Sendable {
     public private(set) var pid: pid_t?
 
     /// - Parameters:
-    ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`).
+    ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`). Unless it
+    ///     says otherwise, `max_queued_messages 0`: a test's QoS 1 subscriber that falls behind a
+    ///     burst must not lose messages to mosquitto's default limit of 1,000 queued per client.
     ///   - persistent: keep sessions and queued messages across `stop()`/`start()`.
     ///   - tls: also listen with TLS on `tlsPort`.
     public init(port: Int? = nil, persistent: Bool = false, extraConfig: String = "", tls: TLSListener? = nil) throws {
@@ -55,7 +57,17 @@ public final class MosquittoBroker: @unchecked Sendable {
         self.persistent = persistent
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("callrelay-broker-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try start()
+        // A free port can be taken by another test's process between the probe and the bind:
+        // when the port was ours to choose, choose again.
+        for attempt in 1...3 {
+            do {
+                try start()
+                return
+            } catch BrokerError.didNotStart(let log) where port == nil && attempt < 3 && log.contains("Address already in use") {
+                self.port = try freeTCPPort()
+                if tls != nil { self.tlsPort = try freeTCPPort() }
+            }
+        }
     }
 
     public static var executable: String? {
@@ -78,6 +90,7 @@ public final class MosquittoBroker: @unchecked Sendable {
         log_type error
         log_type warning
         log_type notice
+        \(extraConfig.contains("max_queued_messages") ? "" : "max_queued_messages 0")
         \(extraConfig)
         \(tlsListenerConfig)
 
