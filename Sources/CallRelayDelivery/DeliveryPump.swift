@@ -88,6 +88,20 @@ package final class DeliveryPump: Sendable {
         /// Fetched, not yet handed over, in seq order after `cursor`: an acknowledgement publishes
         /// the next ones at once, on the thread that got it, instead of waiting for a fetch.
         var ahead: [DeliveryItem] = []
+        /// The highest seq fetched so far (in `ahead`, being handed over, or handed): the next
+        /// fetch starts after it, so nothing is fetched twice while a hand-over is under way.
+        var fetchedThrough: Int64 = 0
+        /// Bumped whenever `ahead` is dropped (a hand-over stopped early): a fetch requested
+        /// before that would otherwise append rows past the ones dropped.
+        var aheadGeneration = 0
+
+        /// Forgets what was fetched ahead: the next fetch starts from the cursor again.
+        mutating func dropAhead() {
+            ahead.removeAll()
+            aheadGeneration += 1
+            fetchedThrough = cursor
+            moreMaybe = true
+        }
         var moreMaybe = true
         var epoch = 0
         var cursor: Int64 = 0
@@ -175,7 +189,6 @@ package final class DeliveryPump: Sendable {
         let verdict: (seq: Int64, charges: Int)? = state.withLock { s in
             s.connected = false
             s.epoch += 1
-            s.ahead.removeAll()
             s.unmatchedAcks.removeAll()
             s.unmatchedRefusals.removeAll()
             // Refused items waiting for a retry are fetched again with the rest (their refusals
@@ -185,6 +198,7 @@ package final class DeliveryPump: Sendable {
                 s.retries.removeAll()
                 s.moreMaybe = true
             }
+            defer { s.dropAhead() }
             guard let head = s.inflight.values.map(\.seq).min() else { return nil }
             s.inflight.removeAll()
             s.cursor = min(s.cursor, head - 1)
@@ -301,7 +315,7 @@ package final class DeliveryPump: Sendable {
     private func pump() {
         publishDueRetries()
         publishAhead()
-        let request: (after: Int64, limit: Int, epoch: Int)? = state.withLock { s in
+        let request: (after: Int64, limit: Int, epoch: Int, generation: Int)? = state.withLock { s in
             guard s.connected, !s.stopping, !s.fetching, s.moreMaybe else { return nil }
             let effectiveWindow = s.probing ? 1 : s.sessionWindow
             // Two windows are kept fetched (in flight + ahead). Refill when at least a quarter of
@@ -310,11 +324,11 @@ package final class DeliveryPump: Sendable {
             guard room > 0, room >= max(1, effectiveWindow / 4) || (s.inflight.isEmpty && s.ahead.isEmpty) else { return nil }
             s.fetching = true
             s.moreMaybe = false
-            return (s.ahead.last?.seq ?? s.cursor, room, s.epoch)
+            return (max(s.cursor, s.fetchedThrough), room, s.epoch, s.aheadGeneration)
         }
         guard let request else { return }
         store.fetchPending(after: request.after, limit: request.limit) { result in
-            self.fetched(result, limit: request.limit, epoch: request.epoch)
+            self.fetched(result, limit: request.limit, epoch: request.epoch, generation: request.generation)
         }
     }
 
@@ -343,11 +357,8 @@ package final class DeliveryPump: Sendable {
                 let answered = Self.register(handed.registered, in: &s)
                 let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
                 if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
-                if handed.stoppedEarly {
-                    // What could not go now is fetched again from the cursor, in order.
-                    s.ahead.removeAll()
-                    s.moreMaybe = true
-                }
+                // What could not go now is fetched again from the cursor, in order.
+                if handed.stoppedEarly { s.dropAhead() }
                 return answered
             }
             finish(handed, answered)
@@ -380,7 +391,7 @@ package final class DeliveryPump: Sendable {
             guard s.epoch == due.epoch else {
                 // The session died meanwhile: `disconnected` rewound the cursor below these.
                 s.cursor = min(s.cursor, (due.items.map(\.seq).min() ?? s.cursor + 1) - 1)
-                s.moreMaybe = true
+                s.dropAhead()
                 return Answered()
             }
             for item in due.items[handed.handled...] { s.retries.append((item, .now())) }
@@ -456,17 +467,19 @@ package final class DeliveryPump: Sendable {
         return answered
     }
 
-    private func fetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
+    private func fetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int, generation: Int) {
         switch result {
         case .success(let items):
             state.withLock { s in
                 s.fetching = false
-                // After a disconnect the rows are fetched again from the rewound cursor.
-                guard s.epoch == epoch else {
+                // After a disconnect, or a hand-over that stopped early, the rows are fetched
+                // again from the cursor.
+                guard s.epoch == epoch, s.aheadGeneration == generation else {
                     s.moreMaybe = true
                     return
                 }
                 s.ahead.append(contentsOf: items)
+                if let last = items.last { s.fetchedThrough = max(s.fetchedThrough, last.seq) }
                 if items.count == limit { s.moreMaybe = true }
             }
         case .failure(let error):
