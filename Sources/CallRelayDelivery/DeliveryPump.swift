@@ -75,7 +75,10 @@ package protocol DeliveryTransport: Sendable {
 ///   the items behind it go on; at `maxAttempts` refusals it becomes a dead letter with the reason.
 /// - The window is `window` (`mqtt.max_inflight`), bounded per session by what the broker takes
 ///   (`connected(window:)`: its Receive Maximum on MQTT 5).
-/// - Only one fetch is outstanding at a time, and all publishing happens in its completion. A 1 s
+/// - Read-ahead: up to two windows are fetched (in flight + `ahead`), one fetch outstanding at a
+///   time, each starting after the highest seq fetched. Items are handed to the transport from
+///   `ahead` by whichever thread finds room (an acknowledgement on the MQTT thread publishes the
+///   next item at once), one hand-over at a time, so they go in order and never twice. A 1 s
 ///   poll also picks up rows written by other processes (`callrelay replay`).
 package final class DeliveryPump: Sendable {
     private struct State {
