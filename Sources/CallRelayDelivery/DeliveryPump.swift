@@ -75,36 +75,13 @@ package protocol DeliveryTransport: Sendable {
 ///   the items behind it go on; at `maxAttempts` refusals it becomes a dead letter with the reason.
 /// - The window is `window` (`mqtt.max_inflight`), bounded per session by what the broker takes
 ///   (`connected(window:)`: its Receive Maximum on MQTT 5).
-/// - Read-ahead: up to two windows are fetched (in flight + `ahead`), one fetch outstanding at a
-///   time, each starting after the highest seq fetched. Items are handed to the transport from
-///   `ahead` by whichever thread finds room (an acknowledgement on the MQTT thread publishes the
-///   next item at once), one hand-over at a time, so they go in order and never twice. A 1 s
+/// - Only one fetch is outstanding at a time, and all publishing happens in its completion. A 1 s
 ///   poll also picks up rows written by other processes (`callrelay replay`).
 package final class DeliveryPump: Sendable {
     private struct State {
         var connected = false
         var stopping = false
-        /// A fetch is outstanding (only one at a time).
         var fetching = false
-        /// Items are being handed to the transport (only one hand-over at a time, so they go in order).
-        var handing = false
-        /// Fetched, not yet handed over, in seq order after `cursor`: an acknowledgement publishes
-        /// the next ones at once, on the thread that got it, instead of waiting for a fetch.
-        var ahead: [DeliveryItem] = []
-        /// The highest seq fetched so far (in `ahead`, being handed over, or handed): the next
-        /// fetch starts after it, so nothing is fetched twice while a hand-over is under way.
-        var fetchedThrough: Int64 = 0
-        /// Bumped whenever `ahead` is dropped (a hand-over stopped early): a fetch requested
-        /// before that would otherwise append rows past the ones dropped.
-        var aheadGeneration = 0
-
-        /// Forgets what was fetched ahead: the next fetch starts from the cursor again.
-        mutating func dropAhead() {
-            ahead.removeAll()
-            aheadGeneration += 1
-            fetchedThrough = cursor
-            moreMaybe = true
-        }
         var moreMaybe = true
         var epoch = 0
         var cursor: Int64 = 0
@@ -130,7 +107,7 @@ package final class DeliveryPump: Sendable {
         mutating func endBatch() {
             unmatchedAcks.removeAll()
             unmatchedRefusals.removeAll()
-            handing = false
+            fetching = false
         }
     }
 
@@ -201,7 +178,6 @@ package final class DeliveryPump: Sendable {
                 s.retries.removeAll()
                 s.moreMaybe = true
             }
-            defer { s.dropAhead() }
             guard let head = s.inflight.values.map(\.seq).min() else { return nil }
             s.inflight.removeAll()
             s.cursor = min(s.cursor, head - 1)
@@ -317,63 +293,28 @@ package final class DeliveryPump: Sendable {
 
     private func pump() {
         publishDueRetries()
-        publishAhead()
-        let request: (after: Int64, limit: Int, epoch: Int, generation: Int)? = state.withLock { s in
+        let request: (after: Int64, limit: Int, epoch: Int)? = state.withLock { s in
             guard s.connected, !s.stopping, !s.fetching, s.moreMaybe else { return nil }
             let effectiveWindow = s.probing ? 1 : s.sessionWindow
-            // Two windows are kept fetched (in flight + ahead). Refill when at least a quarter of
-            // a window is missing (or nothing is left), so a fetch carries several rows.
-            let room = 2 * effectiveWindow - s.inflight.count - s.ahead.count
-            guard room > 0, room >= max(1, effectiveWindow / 4) || (s.inflight.isEmpty && s.ahead.isEmpty) else { return nil }
+            let room = effectiveWindow - s.inflight.count
+            // Refill when at least a quarter of the window is free (or the window is empty), so a
+            // fetch carries several rows instead of one per ack.
+            guard room > 0, room >= max(1, effectiveWindow / 4) || s.inflight.isEmpty else { return nil }
             s.fetching = true
             s.moreMaybe = false
-            return (max(s.cursor, s.fetchedThrough), room, s.epoch, s.aheadGeneration)
+            return (s.cursor, room, s.epoch)
         }
         guard let request else { return }
         store.fetchPending(after: request.after, limit: request.limit) { result in
-            self.fetched(result, limit: request.limit, epoch: request.epoch, generation: request.generation)
+            self.publishFetched(result, limit: request.limit, epoch: request.epoch)
         }
     }
 
-    /// Hands what was fetched ahead to the transport, as far as the window has room.
-    private func publishAhead() {
-        while true {
-            let batch: (items: [DeliveryItem], epoch: Int)? = state.withLock { s in
-                guard s.connected, !s.stopping, !s.handing, !s.ahead.isEmpty else { return nil }
-                let room = (s.probing ? 1 : s.sessionWindow) - s.inflight.count
-                guard room > 0 else { return nil }
-                let n = min(room, s.ahead.count)
-                let items = Array(s.ahead.prefix(n))
-                s.ahead.removeFirst(n)
-                s.handing = true
-                return (items, s.epoch)
-            }
-            guard let batch else { return }
-            let handed = handOver(batch.items)
-            let answered: Answered = state.withLock { s in
-                defer { s.endBatch() }
-                guard s.epoch == batch.epoch else {
-                    // A disconnect raced this batch: whatever was handed over died with the session.
-                    s.moreMaybe = true
-                    return Answered()
-                }
-                let answered = Self.register(handed.registered, in: &s)
-                let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
-                if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
-                // What could not go now is fetched again from the cursor, in order.
-                if handed.stoppedEarly { s.dropAhead() }
-                return answered
-            }
-            finish(handed, answered)
-            if handed.stoppedEarly { return }
-        }
-    }
-
-    /// Publishes the refused items whose wait is over, within the window. Uses the `handing`
+    /// Publishes the refused items whose wait is over, within the window. Uses the `fetching`
     /// flag so it never publishes alongside a batch.
     private func publishDueRetries() {
         let due: (items: [DeliveryItem], epoch: Int)? = state.withLock { s in
-            guard s.connected, !s.stopping, !s.handing, !s.retries.isEmpty else { return nil }
+            guard s.connected, !s.stopping, !s.fetching, !s.retries.isEmpty else { return nil }
             let now = DispatchTime.now()
             var room = (s.probing ? 1 : s.sessionWindow) - s.inflight.count
             var items: [DeliveryItem] = []
@@ -384,7 +325,7 @@ package final class DeliveryPump: Sendable {
                 return true
             }
             guard !items.isEmpty else { return nil }
-            s.handing = true
+            s.fetching = true
             return (items, s.epoch)
         }
         guard let due else { return }
@@ -394,7 +335,7 @@ package final class DeliveryPump: Sendable {
             guard s.epoch == due.epoch else {
                 // The session died meanwhile: `disconnected` rewound the cursor below these.
                 s.cursor = min(s.cursor, (due.items.map(\.seq).min() ?? s.cursor + 1) - 1)
-                s.dropAhead()
+                s.moreMaybe = true
                 return Answered()
             }
             for item in due.items[handed.handled...] { s.retries.append((item, .now())) }
@@ -470,21 +411,10 @@ package final class DeliveryPump: Sendable {
         return answered
     }
 
-    private func fetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int, generation: Int) {
+    private func publishFetched(_ result: Result<[DeliveryItem], any Error>, limit: Int, epoch: Int) {
+        let items: [DeliveryItem]
         switch result {
-        case .success(let items):
-            state.withLock { s in
-                s.fetching = false
-                // After a disconnect, or a hand-over that stopped early, the rows are fetched
-                // again from the cursor.
-                guard s.epoch == epoch, s.aheadGeneration == generation else {
-                    s.moreMaybe = true
-                    return
-                }
-                s.ahead.append(contentsOf: items)
-                if let last = items.last { s.fetchedThrough = max(s.fetchedThrough, last.seq) }
-                if items.count == limit { s.moreMaybe = true }
-            }
+        case .success(let fetched): items = fetched
         case .failure(let error):
             logger.error("reading the outbox failed; retrying in 1 s", metadata: ["error": "\(error)"])
             state.withLock { s in
@@ -494,6 +424,21 @@ package final class DeliveryPump: Sendable {
             DispatchQueue.global().asyncAfter(deadline: .now() + 1) { self.pump() }
             return
         }
+        let handed = handOver(items)
+        let answered: Answered = state.withLock { s in
+            defer { s.endBatch() }
+            guard s.epoch == epoch else {
+                // A disconnect raced this batch: whatever was handed over died with the session.
+                s.moreMaybe = true
+                return Answered()
+            }
+            let answered = Self.register(handed.registered, in: &s)
+            let lastHandled = (handed.registered.map(\.item.seq) + handed.rejected.map(\.seq)).max()
+            if let lastHandled { s.cursor = max(s.cursor, lastHandled) }
+            if handed.stoppedEarly || items.count == limit { s.moreMaybe = true }
+            return answered
+        }
+        finish(handed, answered)
         pump()
     }
 

@@ -127,32 +127,6 @@ private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool 
         #expect(Set(store.deliveredSeqs) == Set(1...100))
     }
 
-    /// Acknowledgements from a thread of their own (the MQTT thread), fetches completing on
-    /// another, new rows committed meanwhile: each item is published exactly once, in order.
-    @Test func concurrentAcksFetchesAndCommitsPublishEachItemOnceInOrder() {
-        let store = MemoryStore()
-        let transport = RecordingTransport()
-        let pump = DeliveryPump(store: store, transport: transport, window: 20, pollIntervalMilliseconds: 0, logger: logger)
-        let total = 5_000
-        store.add(1_000)
-        pump.connected()
-        let acker = Thread {
-            while store.deliveredSeqs.count < total {
-                transport.ack(Int.random(in: 1...4), pump: pump)
-                if Bool.random() { usleep(10) }
-            }
-        }
-        acker.start()
-        for _ in 0..<8 {
-            usleep(2_000)
-            store.add(500)
-            pump.eventsCommitted()
-        }
-        #expect(eventually(30) { store.deliveredSeqs.count >= total })
-        #expect(transport.publishedSeqs == Array(1...Int64(total)), "no item twice, none skipped, in order")
-        #expect(transport.state.withLock { $0.maxInflight } <= 20)
-    }
-
     @Test func nothingIsPublishedWhileDisconnectedAndEverythingAfterConnect() {
         let store = MemoryStore()
         let transport = RecordingTransport()
