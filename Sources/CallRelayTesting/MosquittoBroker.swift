@@ -44,9 +44,7 @@ public final class MosquittoBroker: @unchecked Sendable {
     public private(set) var pid: pid_t?
 
     /// - Parameters:
-    ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`). Unless it
-    ///     says otherwise, `max_queued_messages 0`: a test's QoS 1 subscriber that falls behind a
-    ///     burst must not lose messages to mosquitto's default limit of 1,000 queued per client.
+    ///   - extraConfig: appended to the generated config (e.g. `max_packet_size 2048`).
     ///   - persistent: keep sessions and queued messages across `stop()`/`start()`.
     ///   - tls: also listen with TLS on `tlsPort`.
     public init(port: Int? = nil, persistent: Bool = false, extraConfig: String = "", tls: TLSListener? = nil) throws {
@@ -90,7 +88,6 @@ public final class MosquittoBroker: @unchecked Sendable {
         log_type error
         log_type warning
         log_type notice
-        \(extraConfig.contains("max_queued_messages") ? "" : "max_queued_messages 0")
         \(extraConfig)
         \(tlsListenerConfig)
 
