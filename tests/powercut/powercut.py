@@ -95,6 +95,19 @@ class Subscriber:
             except (ValueError, KeyError):
                 pass
 
+    def wait_subscribed(self, port: int, seconds: float = 20):
+        """Returns once the broker holds the subscription: a probe published to the topic comes back.
+        Until then a broker stopped by the first cycle could forget a subscriber that never got its
+        SUBSCRIBE in, and what the agent publishes before the subscriber's next connect is dropped."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", "piopiy/0/live/probe",
+                            "-q", "1", "-m", '{"id": "probe"}'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.2)
+            if "probe" in self.ids:
+                return
+        raise SystemExit("powercut: the subscriber did not receive its probe in time")
+
     def stop(self):
         self.proc.terminate()
 
@@ -266,6 +279,7 @@ def main():
     broker = Broker(root)
     broker.start()
     sub = Subscriber(broker.port)
+    sub.wait_subscribed(broker.port)
     agent = Agent(a, root, broker.port)
     answered: list[str] = []
     answered_in: dict[str, tuple[int, bool]] = {}
