@@ -89,10 +89,27 @@ package struct CallState: Sendable, Equatable {
     package var legs = Legs()
 
     /// Legs `a` and `b`: two fields, not a dictionary (a webhook's state is built per webhook).
+    ///
+    /// Each leg is boxed: a leg is ~260 bytes inline, and a tracked call is a dictionary entry, so
+    /// inline legs made every entry of the tracker ~600 bytes, in every bucket of the table's
+    /// capacity, present or not (5 MB at `calls.max_calls` = 5,000, most calls having one leg).
+    /// Boxed, an entry is ~190 bytes and a leg costs its box only where it exists. A box is
+    /// immutable (value semantics): setting a leg allocates a new one, one per webhook.
     package struct Legs: Sendable, Equatable {
-        package var a: Leg?
-        package var b: Leg?
+        private var boxA: LegBox?
+        private var boxB: LegBox?
+        package var a: Leg? {
+            get { boxA?.leg }
+            set { boxA = newValue.map(LegBox.init) }
+        }
+        package var b: Leg? {
+            get { boxB?.leg }
+            set { boxB = newValue.map(LegBox.init) }
+        }
         package init() {}
+        package static func == (l: Legs, r: Legs) -> Bool {
+            LegBox.same(l.boxA, r.boxA) && LegBox.same(l.boxB, r.boxB)
+        }
         /// `b` for "b", `a` for anything else (what `CallFacts.leg` says).
         package subscript(_ name: String) -> Leg? {
             get { name == "b" ? b : a }
@@ -184,12 +201,14 @@ package struct CallState: Sendable, Equatable {
     package func tombstone() -> CallState {
         var t = CallState(appID: appID, appLevel: appLevel)
         if let a = legs.a {
-            t.legs.a = Leg()
-            t.legs.a!.callID = a.callID
+            var leg = Leg()
+            leg.callID = a.callID
+            t.legs.a = leg
         }
         if let b = legs.b {
-            t.legs.b = Leg()
-            t.legs.b!.callID = b.callID
+            var leg = Leg()
+            leg.callID = b.callID
+            t.legs.b = leg
         }
         return t
     }
@@ -227,6 +246,19 @@ package struct CallState: Sendable, Equatable {
     }
     /// Leg a's direction, when known.
     package var direction: String? { legs.a?.direction?.value }
+}
+
+/// One leg on the heap (see `CallState.Legs`).
+final class LegBox: Sendable {
+    let leg: CallState.Leg
+    init(_ leg: CallState.Leg) { self.leg = leg }
+    static func same(_ a: LegBox?, _ b: LegBox?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case let (a?, b?): a === b || a.leg == b.leg
+        default: false
+        }
+    }
 }
 
 func minimum<T: Comparable>(_ a: T?, _ b: T?) -> T? {
