@@ -263,7 +263,8 @@ final class WebhookHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let receivedAt = Timestamp.nowMilliseconds()
         let normalized = PiopiyNormalizer.normalize(
-            parsed, endpoint: endpoint == .cdr ? .cdr : endpoint == .live ? .live : .combined, receivedAtMilliseconds: receivedAt)
+            parsed, endpoint: endpoint == .cdr ? .cdr : endpoint == .live ? .live : .combined, receivedAtMilliseconds: receivedAt,
+            bodyBytes: bytes.count)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let metrics = shared.metrics
