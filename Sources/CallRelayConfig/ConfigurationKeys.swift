@@ -458,7 +458,7 @@ extension ConfigurationKey {
     package static let callsMaxCalls = ConfigurationKey(
         "calls.max_calls", .integer, default: .integer(5_000), rule: .integerRange(100...1_000_000),
         description: """
-            Calls tracked at once, ended ones waiting to be cleared included (about 2.3 KB of memory each). Past it \
+            Calls tracked at once, ended ones waiting to be cleared included (about 1.8 KB of memory each). Past it \
             the least recently active are forgotten and their retained state cleared (counted in \
             callrelay_calls_evicted_total): raise it if a gateway really carries more calls at once.
             """)
