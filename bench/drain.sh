@@ -2,7 +2,8 @@
 # Drain of a backlog, one figure, quick (~40 s): callrelay (the release binary from
 # bench/build-release.sh) takes c64 webhooks for FILL seconds with its broker down, then a
 # mosquitto with set_tcp_nodelay starts on its port; prints pending rows ÷ seconds from the
-# first delivery to pending 0. bench/storage.sh measures the same over a million rows.
+# first delivery to pending 0, and the CPU per row of callrelay and of mosquitto over the same
+# time. bench/storage.sh measures the same over a million rows.
 #
 #   bench/drain.sh                          # MQTT 5 (the default)
 #   bench/drain.sh 'protocol = "3.1.1"'     # extra [mqtt] lines
@@ -28,6 +29,10 @@ p0=$(pending)
 mosquitto -c "$dir/m.conf" > "$dir/mosquitto.log" 2>&1 & broker=$!
 for _ in $(seq 400); do [ "$(pending)" != "$p0" ] && break; sleep 0.05; done
 t1=$(date +%s.%N)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
+a1=$(cpu $agent); b1=$(cpu $broker)
 for _ in $(seq 3000); do [ "$(pending)" = "0" ] && break; sleep 0.1; done
 t2=$(date +%s.%N)
-python3 -c "print(f'drain: {$p0:,} rows in {$t2-$t1:.1f} s = {$p0/($t2-$t1):,.0f} rows/s ' + '(${1:-MQTT 5})')"
+a2=$(cpu $agent); b2=$(cpu $broker); tck=$(getconf CLK_TCK)
+# CPU per row moves far less between runs than the rate does on a shared 2-core machine.
+python3 -c "print(f'drain: {$p0:,} rows in {$t2-$t1:.1f} s = {$p0/($t2-$t1):,.0f} rows/s ' + f'(${1:-MQTT 5}); CPU per row: callrelay {($a2-$a1)/$tck/$p0*1e6:.1f} us, mosquitto {($b2-$b1)/$tck/$p0*1e6:.1f} us')"

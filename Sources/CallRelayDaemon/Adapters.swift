@@ -72,7 +72,7 @@ struct OutboxDeliveryStore: DeliveryStore {
                         payload = p
                         topic = calls.topic(of: data, stored: r.topic)
                     } else {
-                        payload = Self.payload(r.content)
+                        payload = Self.payload(r.content, eventID: r.eventID)
                     }
                     items.append(DeliveryItem(seq: r.seq, topic: topic, payload: payload, eventID: r.eventID, callID: r.callID, kind: r.kind))
                 }
@@ -94,8 +94,9 @@ struct OutboxDeliveryStore: DeliveryStore {
 
     /// The payload of a stored row: rows read back from the file keep the webhook body, and the
     /// payload is normalized again from it (deterministic: same body, kind and receive time give
-    /// the same bytes as at ingest).
-    static func payload(_ content: OutboxRecord.Content) -> [UInt8] {
+    /// the same bytes as at ingest), with the row's event id (a replayed row's without its
+    /// `#replay-…` suffix) instead of computing it again.
+    static func payload(_ content: OutboxRecord.Content, eventID: String) -> [UInt8] {
         switch content {
         case .payload(let payload):
             return payload
@@ -103,8 +104,15 @@ struct OutboxDeliveryStore: DeliveryStore {
             // The body was parsed when it was accepted; failing now means the file is damaged:
             // publish what is stored rather than stop the queue.
             guard let parsed = try? JSONValue.parse(body) else { return body }
-            return PiopiyNormalizer.normalize(parsed, endpoint: kind == "cdr" ? .cdr : .live, receivedAtMilliseconds: receivedAt).payload
+            return PiopiyNormalizer.payload(
+                parsed, endpoint: kind == "cdr" ? .cdr : .live, receivedAtMilliseconds: receivedAt,
+                id: originalID(eventID), bodyBytes: body.count)
         }
+    }
+
+    /// A replayed row's id is the original's plus `#replay-…`.
+    static func originalID(_ eventID: String) -> String {
+        eventID.firstIndex(of: "#").map { String(eventID[..<$0]) } ?? eventID
     }
 
     func markDelivered(_ seq: Int64) { outbox.markDelivered(seq) }
@@ -146,7 +154,7 @@ struct MosquittoTransport: DeliveryTransport {
                 payloadIsUTF8: true, contentType: "application/json", userProperties: [("schema", CallStatePayload.schemaName)])
         }
         // A replayed row's id is the original's plus "#replay-…"; the payload keeps the original.
-        let id = item.eventID.split(separator: "#", maxSplits: 1).first.map(String.init) ?? item.eventID
+        let id = OutboxDeliveryStore.originalID(item.eventID)
         var user: [(name: String, value: String)] = [("schema", PiopiyNormalizer.schemaName), ("id", id)]
         if let callID = item.callID { user.append(("call_id", callID)) }
         // `{prefix}/{app_id}/{kind}/{event}`: rows of v0.1.0 say their kind only in the topic.

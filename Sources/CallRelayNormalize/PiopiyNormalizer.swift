@@ -15,11 +15,10 @@ package enum PiopiyNormalizer {
     ) -> NormalizedEvent {
         let fields = Fields(body)
         let kind = classify(fields, endpoint: endpoint)
-        let outbound = isOutbound(fields)
-        let event = eventName(fields, kind: kind, outbound: outbound)
+        let event = eventName(fields, kind: kind, outbound: isOutbound(fields))
         let appValue = fields.appID
         let appLevel = FieldConversion.text(appValue).map(FieldConversion.sanitizeLevel) ?? "unknown"
-        let callID = FieldConversion.isPresentText(fields.cmiuuid) ? FieldConversion.text(fields.cmiuuid) : nil
+        let callID = Self.callID(fields)
         let dedupeKey = makeDedupeKey(fields, body: body, kind: kind, hasCallID: callID != nil)
         let id = EventID.make(fromKey: dedupeKey)
         let payload = writePayload(
@@ -29,6 +28,26 @@ package enum PiopiyNormalizer {
             id: id, dedupeKey: dedupeKey, dedupeOrder: dedupeOrder(fields, kind: kind, hasCallID: callID != nil), kind: kind,
             event: event, appID: appLevel, callID: callID, payload: payload,
             call: callFacts(fields, kind: kind, event: event, appLevel: appLevel, callID: callID))
+    }
+
+    /// The payload alone, for a stored body whose event id is known: what `normalize` gives as
+    /// `payload` when `id` is the id it computes (the delivery of rows read back from the file,
+    /// which skips the dedupe key, the id's hash and the call facts). With a stored id from an
+    /// older build whose dedupe key differed, the payload carries the stored id: the one PIOPIY
+    /// was answered with and the MQTT 5 `id` property says.
+    package static func payload(
+        _ body: JSONValue, endpoint: WebhookEndpoint, receivedAtMilliseconds: Int64, id: String, bodyBytes: Int? = nil
+    ) -> [UInt8] {
+        let fields = Fields(body)
+        let kind = classify(fields, endpoint: endpoint)
+        let event = eventName(fields, kind: kind, outbound: isOutbound(fields))
+        return writePayload(
+            fields, body: body, id: id, kind: kind, event: event, callID: callID(fields),
+            receivedAtMilliseconds: receivedAtMilliseconds, bodyBytes: bodyBytes)
+    }
+
+    static func callID(_ fields: Fields) -> String? {
+        FieldConversion.isPresentText(fields.cmiuuid) ? FieldConversion.text(fields.cmiuuid) : nil
     }
 
     // MARK: Input fields

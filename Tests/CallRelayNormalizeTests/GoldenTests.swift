@@ -67,7 +67,7 @@ struct GoldenTests {
 }
 
 /// The outbox stores the webhook body and builds the payload again when it reads a backlog back
-/// (`OutboxDeliveryStore.payload`): from the body, the kind and the receive time alone, whatever
+/// (`OutboxDeliveryStore.payload`, through `PiopiyNormalizer.payload`): from the body, the kind and the receive time alone, whatever
 /// endpoint the webhook came in on, it must give the very bytes normalized at ingest.
 @Suite("Payload rebuilt from the stored body")
 struct RebuiltPayloadTests {
@@ -81,6 +81,11 @@ struct RebuiltPayloadTests {
                 try JSONValue.parse(bytes), endpoint: atIngest.kind == .cdr ? .cdr : .live, receivedAtMilliseconds: receivedAt)
             #expect(rebuilt.payload == atIngest.payload, "\(relativePath) via \(endpoint)")
             #expect(rebuilt.id == atIngest.id && rebuilt.dedupeOrder == atIngest.dedupeOrder)
+            // What the delivery calls: the payload alone, with the stored id.
+            let alone = PiopiyNormalizer.payload(
+                try JSONValue.parse(bytes), endpoint: atIngest.kind == .cdr ? .cdr : .live, receivedAtMilliseconds: receivedAt,
+                id: atIngest.id, bodyBytes: bytes.count)
+            #expect(alone == atIngest.payload, "\(relativePath) via \(endpoint), payload alone")
         }
     }
 }
